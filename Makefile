@@ -1,0 +1,35 @@
+# make demo  -- set up .venv (if missing or stale) and run the built-in demo
+# make test  -- set up .venv (if missing or stale) and run the test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.crfseg-installed
+SOURCES := pyproject.toml setup.py constraints.txt $(wildcard ext/*.pyx) $(wildcard ext/*.pxd)
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv bench lint clean
+
+$(STAMP): $(SOURCES)
+	@if ! $(PY) -c "import sys" >/dev/null 2>&1; then \
+		rm -rf $(VENV); $(PYTHON) -m venv $(VENV); fi
+	$(PY) -m pip install --upgrade pip setuptools wheel
+	$(PY) -m pip install -e ".[dev]" -c constraints.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/crfseg demo --output-dir demo_output
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m pip install -e ".[dev,bench]" -c constraints.txt
+	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check crfseg tests benchmarks examples
+
+clean:
+	rm -rf build demo_output crfseg/*.so ext/*.c ext/*.cpp
