@@ -1,0 +1,1 @@
+"""Conditional random fields: the fully connected DenseCRF and pairwise grid CRFs."""

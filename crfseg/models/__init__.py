@@ -1,0 +1,1 @@
+"""Segmentation networks, the CRFasRNN layer and the model registry."""
