@@ -1,0 +1,552 @@
+"""Every file crfseg reads or writes: images, score arrays, label PNGs, overlays.
+
+This is the only module that guesses an array layout (``read_scores``) and the
+only one that touches files.  Every write is atomic: the bytes go to a
+temporary file in the destination folder, which is then renamed over the
+target, so an interrupted run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from crfseg._validation import check_choice, check_ndim, check_number, is_tensor
+
+__all__ = [
+    "read_image",
+    "read_labels",
+    "read_scores",
+    "write_labels",
+    "write_scores",
+    "write_image",
+    "write_overlay",
+    "write_panel",
+    "write_json",
+    "colorize",
+    "SCORE_LAYOUTS",
+]
+
+SCORE_LAYOUTS = ("auto", "chw", "hwc", "nchw")
+PathLike = str | os.PathLike
+
+
+def _existing_file(path: PathLike, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} file not found: {p}")
+    if not p.is_file():
+        raise ValueError(f"{what} path is not a file: {p}")
+    return p
+
+
+def _atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {folder}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if is_tensor(x) else np.asarray(x)
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image file as RGB.
+
+    PNG, JPEG, BMP and TIFF (anything OpenCV or Pillow decode).  Gray images
+    are repeated to three channels, alpha is dropped, 16-bit images are scaled
+    to 8 bits (``round(v / 257)``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The image file.
+
+    Returns
+    -------
+    image : (H, W, 3) uint8 ndarray
+        RGB channel order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file cannot be decoded as an image, or holds floating-point pixels.
+    """
+    p = _existing_file(path, "image")
+    raw = np.fromfile(p, dtype=np.uint8)
+    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    if img is None:
+        try:
+            with Image.open(p) as pil:
+                img = np.array(pil.convert("RGB"))
+        except Exception as exc:
+            raise ValueError(f"could not decode image file {p}: {exc}") from None
+    elif img.ndim == 3:
+        img = img[:, :, :3]
+        img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGR2RGB)
+    if img.dtype == np.uint16:
+        img = np.round(img.astype(np.float64) / 257.0).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ValueError(
+            f"image file {p} holds {img.dtype} pixels; crfseg reads 8- and 16-bit images "
+            "(convert floating-point images to 8-bit RGB first)"
+        )
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img)
+
+
+def read_labels(path: PathLike) -> np.ndarray:
+    """Read a label map: indices of a palette ("P") PNG, or a gray 8/16-bit image.
+
+    Palette PNGs (VOC's ground truth) are read as indices, never as colours.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The label file.
+
+    Returns
+    -------
+    labels : (H, W) uint8 or uint16 ndarray
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file is not an image, or is an RGB (colour-coded) image.
+    """
+    p = _existing_file(path, "label")
+    try:
+        with Image.open(p) as pil:
+            mode = pil.mode
+            arr = np.array(pil)
+    except Exception as exc:
+        raise ValueError(f"could not decode label file {p}: {exc}") from None
+    if mode in ("P", "L", "1"):
+        return arr.astype(np.uint8)
+    if mode.startswith("I"):
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise ValueError(f"label file {p} holds values outside 0-65535")
+        return arr.astype(np.uint16)
+    raise ValueError(
+        f"label file {p} is a {mode} image; labels must be a palette (P) or gray PNG of class "
+        "indices (colour-coded ground truth must be converted to indices first)"
+    )
+
+
+def read_scores(path: PathLike, image_shape: Sequence[int] | None = None,
+                layout: str = "auto", key: str | None = None) -> np.ndarray:
+    """Read class scores from ``.npy`` or ``.npz`` and return them channels first.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.npy`` file, or a ``.npz`` file (its only array, or ``key``).
+    image_shape : sequence of int, optional
+        ``(H, W)`` (or ``(H, W, 3)``) of the matching image; with
+        ``layout="auto"`` the layout is the one whose spatial axes match it.
+    layout : {"auto", "chw", "hwc", "nchw"}, default "auto"
+        Layout of the stored array: ``(C, H, W)``, ``(H, W, C)`` or ``(1, C, H, W)``.
+        Without ``image_shape``, ``auto`` takes the smallest axis as the class axis
+        and asks for ``layout=`` when that is ambiguous.
+    key : str, optional
+        Array name inside a ``.npz`` file holding several arrays.
+
+    Returns
+    -------
+    scores : (C, H, W) float ndarray
+        The stored dtype is kept (float32 stays float32).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        For an unknown extension, a missing or unneeded ``key``, a shape that
+        fits no layout, or an ambiguous layout.
+    TypeError
+        If the stored array is not floating point.
+    """
+    check_choice("layout", layout, SCORE_LAYOUTS)
+    p = _existing_file(path, "scores")
+    suffix = p.suffix.lower()
+    if suffix not in (".npy", ".npz"):
+        raise ValueError(f"scores file must be .npy or .npz, got {p}")
+    try:
+        loaded = np.load(p, allow_pickle=False)
+    except Exception as exc:
+        raise ValueError(f"could not read scores file {p}: {exc}") from None
+    if suffix == ".npz":
+        names = list(loaded.files)
+        if key is None:
+            if len(names) != 1:
+                raise ValueError(
+                    f"{p} holds arrays {names}; choose one with key= (--key in the CLI)"
+                )
+            key = names[0]
+        if key not in names:
+            raise ValueError(f"{p} has no array {key!r}; it holds {names}")
+        arr = loaded[key]
+    else:
+        if key is not None:
+            raise ValueError(f"key= applies to .npz files only, got {p}")
+        arr = loaded
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(f"scores in {p} must be floating point, got dtype {arr.dtype}")
+    return _scores_to_chw(arr, image_shape, layout, str(p))
+
+
+def _scores_to_chw(arr: np.ndarray, image_shape: Sequence[int] | None, layout: str,
+                   source: str) -> np.ndarray:
+    check_ndim(f"scores in {source}", arr, (3, 4), "(C, H, W), (H, W, C) or (1, C, H, W)")
+    if arr.ndim == 4:
+        if arr.shape[0] != 1 or layout not in ("auto", "nchw"):
+            raise ValueError(
+                f"scores in {source} have shape {arr.shape}; a 4-D array must be (1, C, H, W)"
+            )
+        return arr[0]
+    if layout == "nchw":
+        raise ValueError(f"layout='nchw' needs a 4-D array, {source} has shape {arr.shape}")
+    if layout == "chw":
+        chw = arr
+    elif layout == "hwc":
+        chw = np.moveaxis(arr, -1, 0)
+    else:
+        chw = _guess_layout(arr, image_shape, source)
+    if image_shape is not None and chw.shape[1:] != tuple(image_shape[:2]):
+        raise ValueError(
+            f"scores in {source} have spatial size {chw.shape[1:]} (as {layout}) but the image "
+            f"is {tuple(image_shape[:2])}"
+        )
+    return chw
+
+
+def _guess_layout(arr: np.ndarray, image_shape: Sequence[int] | None, source: str) -> np.ndarray:
+    if image_shape is not None:
+        hw = tuple(int(s) for s in image_shape[:2])
+        fits = [name for name, spatial in (("chw", arr.shape[1:]), ("hwc", arr.shape[:2]))
+                if spatial == hw]
+        if len(fits) == 2:
+            raise ValueError(
+                f"scores in {source} have shape {arr.shape}, which fits both (C, H, W) and "
+                f"(H, W, C) for an image of {hw}; pass layout='chw' or 'hwc' (--layout)"
+            )
+        if not fits:
+            raise ValueError(
+                f"scores in {source} have shape {arr.shape}, which matches the image size {hw} "
+                "neither as (C, H, W) nor as (H, W, C)"
+            )
+        layout = fits[0]
+    else:
+        smallest = int(np.argmin(arr.shape))
+        if list(arr.shape).count(arr.shape[smallest]) > 1 or smallest == 1:
+            raise ValueError(
+                f"cannot tell the class axis of scores of shape {arr.shape} in {source}; "
+                "pass layout='chw' or 'hwc' (--layout), or give the image"
+            )
+        layout = "chw" if smallest == 0 else "hwc"
+    return arr if layout == "chw" else np.moveaxis(arr, -1, 0)
+
+
+def _check_labels(labels: Any) -> np.ndarray:
+    arr = _to_numpy(labels)
+    check_ndim("labels", arr, 2, "(H, W)")
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+        raise TypeError(f"labels must be an integer array, got dtype {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"labels must be non-negative to be written as PNG, got {arr.min()}")
+    if arr.size and arr.max() > 65535:
+        raise ValueError(f"labels must be <= 65535 to fit a 16-bit PNG, got {arr.max()}")
+    return arr
+
+
+def _check_palette(palette: Any) -> np.ndarray:
+    pal = np.asarray(palette)
+    if pal.ndim != 2 or pal.shape[1] != 3 or not 1 <= pal.shape[0] <= 256:
+        raise ValueError(f"palette must have shape (K, 3) with K <= 256, got {pal.shape}")
+    if pal.size and (pal.min() < 0 or pal.max() > 255):
+        raise ValueError("palette colours must lie in 0-255")
+    return pal.astype(np.uint8)
+
+
+def write_labels(path: PathLike, labels: Any, palette: Any = None) -> Path:
+    """Write a label map as PNG.
+
+    Without a palette: 8-bit gray when every label is < 256, 16-bit beyond.
+    With a palette: an indexed ("P") PNG like VOC's ground truth, whose pixel
+    values are the labels and whose colours come from the palette.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file (PNG).
+    labels : (H, W) integer ndarray or Tensor
+        Labels in ``0 … 65535`` (``0 … 255`` with a palette).
+    palette : (K, 3) array, optional
+        RGB colour of each label (K ≤ 256); missing rows are black.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    arr = _check_labels(labels)
+    buffer = _io.BytesIO()
+    if palette is not None:
+        pal = _check_palette(palette)
+        if arr.size and arr.max() > 255:
+            raise ValueError(f"a palette PNG holds labels 0-255, got {arr.max()}")
+        img = Image.fromarray(arr.astype(np.uint8), mode="P")
+        full = np.zeros((256, 3), dtype=np.uint8)
+        full[: len(pal)] = pal
+        img.putpalette(full.ravel().tolist())
+        img.save(buffer, format="PNG")
+    else:
+        dtype = np.uint8 if (arr.size == 0 or arr.max() < 256) else np.uint16
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(arr.astype(dtype)))
+        if not ok:
+            raise ValueError(f"could not encode labels of shape {arr.shape} as PNG")
+        buffer.write(encoded.tobytes())
+    return _atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_scores(path: PathLike, scores: Any) -> Path:
+    """Write a score array as ``.npy`` (atomically).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file; must end in ``.npy``.
+    scores : ndarray or Tensor
+        Any array, e.g. ``(C, H, W)`` float32 probabilities or logits.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    if Path(path).suffix.lower() != ".npy":
+        raise ValueError(f"scores are written as .npy, got {path}")
+    buffer = _io.BytesIO()
+    np.save(buffer, _to_numpy(scores), allow_pickle=False)
+    return _atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_json(path: PathLike, data: Any) -> Path:
+    """Write a JSON document (atomically), NaN written as ``null``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file.
+    data : dict or list
+        JSON-serialisable data; numpy arrays and scalars are converted.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    import json
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return [plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and value != value:
+            return None
+        return value
+
+    text = json.dumps(plain(data), indent=2, allow_nan=False)
+    return _atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_image(path: PathLike, image: Any) -> Path:
+    """Write an RGB (or gray) uint8 image; the format follows the file extension.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file (``.png``, ``.jpg``, ``.bmp``, ``.tif``).
+    image : (H, W, 3) or (H, W) uint8 ndarray
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    img = _to_numpy(image)
+    check_ndim("image", img, (2, 3), "(H, W) or (H, W, 3)")
+    if img.dtype != np.uint8 or (img.ndim == 3 and img.shape[2] != 3):
+        raise ValueError(f"image must be uint8 (H, W, 3) or (H, W), got {img.dtype} {img.shape}")
+    suffix = Path(path).suffix.lower() or ".png"
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
+    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(bgr))
+    if not ok:
+        raise ValueError(f"could not encode an image as {suffix} for {path}")
+    return _atomic_write_bytes(path, encoded.tobytes())
+
+
+def colorize(labels: Any, palette: Any = None, ignore_index: int | None = 255) -> np.ndarray:
+    """Colour a label map.
+
+    Parameters
+    ----------
+    labels : (H, W) integer ndarray or Tensor
+    palette : (K, 3) array, optional
+        Colours of labels ``0 … K-1``; default the VOC colour map.  Labels
+        beyond the palette wrap around it.
+    ignore_index : int or None, default 255
+        Pixels with this label are drawn black.
+
+    Returns
+    -------
+    (H, W, 3) uint8 ndarray
+
+    Examples
+    --------
+    >>> colorize(np.array([[0, 1]]))[0, 1].tolist()
+    [128, 0, 0]
+    """
+    from crfseg.datasets.palettes import voc_colormap
+
+    arr = _check_labels(labels).astype(np.int64)
+    pal = voc_colormap(256) if palette is None else _check_palette(palette)
+    out = pal[arr % len(pal)]
+    if ignore_index is not None:
+        out[arr == ignore_index] = 0
+    return out
+
+
+def _blend(image: np.ndarray, labels: np.ndarray, palette: Any, alpha: float,
+           ignore_index: int | None) -> np.ndarray:
+    from skimage.segmentation import find_boundaries
+
+    colours = colorize(labels, palette, ignore_index)
+    out = (1 - alpha) * image.astype(np.float32) + alpha * colours.astype(np.float32)
+    out[find_boundaries(labels, mode="inner")] = 255
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _check_image_and_labels(image: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    img = _to_numpy(image)
+    check_ndim("image", img, 3, "(H, W, 3) uint8")
+    if img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {img.dtype} {img.shape}")
+    lab = _check_labels(labels)
+    if lab.shape != img.shape[:2]:
+        raise ValueError(
+            f"labels {lab.shape} and image {img.shape[:2]} must have the same height and width"
+        )
+    return img, lab
+
+
+def write_overlay(path: PathLike, image: Any, labels: Any, palette: Any = None,
+                  alpha: float = 0.5, ignore_index: int | None = 255) -> Path:
+    """Write the image with the coloured labels blended over it and region borders in white.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output image file.
+    image : (H, W, 3) uint8 ndarray
+    labels : (H, W) integer ndarray
+    palette : (K, 3) array, optional
+        Label colours (default: VOC colour map).
+    alpha : float, default 0.5
+        Weight of the label colours (0 = image only, 1 = labels only).
+    ignore_index : int or None, default 255
+        Label drawn black.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    alpha = check_number("alpha", alpha, low=0, high=1)
+    img, lab = _check_image_and_labels(image, labels)
+    return write_image(path, _blend(img, lab, palette, alpha, ignore_index))
+
+
+def write_panel(path: PathLike, image: Any, label_maps: Sequence[Any],
+                titles: Sequence[str] | None = None, palette: Any = None,
+                ignore_index: int | None = 255) -> Path:
+    """Write a side-by-side panel: the image, then each label map, with titles.
+
+    The usual call shows ``image | before | after | ground truth``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output image file.
+    image : (H, W, 3) uint8 ndarray
+    label_maps : sequence of (H, W) integer ndarrays
+        Drawn in order, right of the image.
+    titles : sequence of str, optional
+        One title per tile, the image's included (``len(label_maps) + 1``).
+    palette : (K, 3) array, optional
+        Label colours (default: VOC colour map).
+    ignore_index : int or None, default 255
+        Label drawn black.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    if len(label_maps) == 0:
+        raise ValueError("label_maps must hold at least one label map")
+    img = _check_image_and_labels(image, label_maps[0])[0]
+    tiles = [img] + [
+        _blend(img, _check_image_and_labels(img, lab)[1], palette, 0.75, ignore_index)
+        for lab in label_maps
+    ]
+    if titles is not None:
+        if len(titles) != len(tiles):
+            raise ValueError(
+                f"titles must have {len(tiles)} entries (image + {len(label_maps)} label maps), "
+                f"got {len(titles)}"
+            )
+        height = img.shape[0]
+        scale = max(0.4, min(1.0, img.shape[1] / 400))
+        bar = int(28 * scale) + 6
+        titled = []
+        for tile, title in zip(tiles, titles):
+            canvas = np.full((height + bar, tile.shape[1], 3), 255, dtype=np.uint8)
+            canvas[bar:] = tile
+            cv2.putText(canvas, str(title), (4, bar - 8), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+            titled.append(canvas)
+        tiles = titled
+    gap = np.full((tiles[0].shape[0], 4, 3), 255, dtype=np.uint8)
+    row = [tiles[0]]
+    for tile in tiles[1:]:
+        row += [gap, tile]
+    return write_image(path, np.concatenate(row, axis=1))
+
