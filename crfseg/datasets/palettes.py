@@ -200,7 +200,7 @@ def _table() -> dict[str, tuple[np.ndarray, tuple[str, ...]]]:
         "cityscapes": (np.array(CITYSCAPES_COLORS, dtype=np.uint8), CITYSCAPES_CLASSES),
         "camvid": (np.array(CAMVID_COLORS, dtype=np.uint8), CAMVID_CLASSES),
         "ade20k": (np.array(ADE20K_COLORS, dtype=np.uint8), ADE20K_CLASSES),
-        "coco_stuff": (np.array(COCO_STUFF_COLORS, dtype=np.uint8), COCO_STUFF_CLASSES),
+        "cocostuff": (np.array(COCO_STUFF_COLORS, dtype=np.uint8), COCO_STUFF_CLASSES),
     }
 
 
