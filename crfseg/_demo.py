@@ -8,12 +8,12 @@ import numpy as np
 
 DEMO_CLASSES = ("background", "disc", "box", "triangle", "ring")
 DEMO_COLORS = np.array(
-    [[96, 120, 80], [200, 60, 50], [60, 90, 190], [230, 200, 60], [150, 70, 170]], dtype=np.uint8
+    [[96, 120, 80], [200, 60, 50], [60, 90, 190], [180, 150, 70], [150, 80, 150]], dtype=np.uint8
 )
 
 
 def make_scene(height: int = 240, width: int = 320, seed: int = 0,
-               noise: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+               noise: float = 16.0) -> tuple[np.ndarray, np.ndarray]:
     """A textured scene of coloured shapes and its exact labels.
 
     Returns
@@ -43,7 +43,7 @@ def make_scene(height: int = 240, width: int = 320, seed: int = 0,
     return np.clip(np.round(image), 0, 255).astype(np.uint8), labels.astype(np.int64)
 
 
-def coarse_logits(labels: np.ndarray, num_classes: int, factor: int = 8, noise: float = 0.6,
+def coarse_logits(labels: np.ndarray, num_classes: int, factor: int = 8, noise: float = 1.2,
                   seed: int = 0) -> np.ndarray:
     """CNN-like logits: one-hot labels seen at ``1/factor`` resolution, blurred, noisy, upsampled.
 

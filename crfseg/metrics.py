@@ -105,6 +105,12 @@ def _confusion_torch(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     if pred.device.type == "cpu" and target.device.type == "cpu":
         return torch.from_numpy(
             _confusion_numpy(pred.numpy(), target.numpy(), num_classes, ignore_index))
+    return _confusion_bincount(pred, target, num_classes, ignore_index)
+
+
+def _confusion_bincount(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                        ignore_index: int) -> torch.Tensor:
+    """Device-side counting (CUDA and other accelerators): no host copy of the labels."""
     p = pred.reshape(-1).long()
     t = target.reshape(-1).long()
     _first_bad_label("target", target, num_classes, ignore_index)
