@@ -319,7 +319,6 @@ class DenseCRF:
 
     def _refine_pydensecrf(self, unary: np.ndarray, image: np.ndarray) -> np.ndarray:
         import pydensecrf.densecrf as dcrf
-        from pydensecrf.utils import create_pairwise_bilateral
 
         num_classes, height, width = unary.shape
         crf = dcrf.DenseCRF2D(width, height, num_classes)
@@ -331,9 +330,13 @@ class DenseCRF:
             crf.addPairwiseBilateral(sxy=self.bilateral_sxy, srgb=self.bilateral_srgb,
                                      rgbim=image, compat=bilateral_compat)
         else:
-            features = create_pairwise_bilateral(
-                sdims=(self.bilateral_sxy, self.bilateral_sxy),
-                schan=(self.bilateral_srgb,) * 3, img=image, chdim=2)
+            # Same features, in the same (x, y, r, g, b) order, as addPairwiseBilateral:
+            # the permutohedral lattice is not invariant to the order of the features.
+            yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+            features = np.concatenate([
+                np.stack([xx, yy]) / np.float32(self.bilateral_sxy),
+                np.moveaxis(image, 2, 0) / np.float32(self.bilateral_srgb),
+            ]).reshape(5, -1)
             crf.addPairwiseEnergy(np.ascontiguousarray(features, dtype=np.float32),
                                   compat=bilateral_compat)
         q = crf.inference(self.n_iter)
