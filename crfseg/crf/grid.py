@@ -1,0 +1,564 @@
+"""Pairwise grid CRFs: exact binary cuts, alpha-expansion, alpha-beta swap, TRW-S and ICM.
+
+:class:`GridCRF` minimises
+
+    E(x) = sum_p U[x_p, p] + sum_(p,q) w_pq * V[x_p, x_q]
+
+over the labellings ``x`` of an ``(H, W)`` pixel grid, each undirected edge of
+the 4- or 8-neighbourhood counted once (see :mod:`crfseg.crf.pairwise` for the
+edge layout).  The computation is in the compiled kernel ``crfseg._grid``: our
+own Boykov-Kolmogorov max-flow for the graph-cut methods and sequential
+tree-reweighted message passing with O(L) distance-transform messages.
+Energies are accumulated in float64; float32 and float64 unaries are used as
+they are, never scaled to integers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from crfseg import _grid
+from crfseg._validation import (
+    check_array,
+    check_choice,
+    check_finite,
+    check_floating_dtype,
+    check_int,
+    check_integer_dtype,
+    check_ndim,
+    check_number,
+    shape_of,
+)
+from crfseg.crf.pairwise import (
+    Pairwise,
+    _edge_shapes,
+    as_pairwise,
+    default_edge_weights,
+    expansion_violation,
+    swap_violation,
+)
+
+__all__ = ["GridCRF", "GridCRFResult", "maxflow", "METHODS"]
+
+#: Names accepted by :meth:`GridCRF.minimize`.
+METHODS: tuple[str, ...] = ("auto", "graphcut", "expansion", "swap", "trws", "icm")
+
+_DEFAULT_MAX_ITER = {"graphcut": 1, "expansion": 20, "swap": 20, "icm": 50, "trws": 200}
+_KIND_CODES = {"general": 0, "potts": 1, "truncated_linear": 2, "truncated_quadratic": 3}
+_EDGE_NAMES = ("right", "down", "diagonal", "anti-diagonal")
+_INT32_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class GridCRFResult:
+    """What :meth:`GridCRF.minimize` found.
+
+    Attributes
+    ----------
+    labels : (H, W) ndarray of int32
+        The labelling.
+    energy : float
+        Its energy, computed in float64.
+    lower_bound : float or None
+        A lower bound on the minimum energy: TRW-S's bound for ``"trws"``, the
+        energy itself for ``"graphcut"`` (exact), otherwise None.
+    n_iter : int
+        Cycles over the labels (expansion), label pairs (swap), raster sweeps
+        (ICM) or forward-backward passes (TRW-S); 1 for graphcut.
+    converged : bool
+        True when the stopping rule was met before ``max_iter``.
+    method : str
+        The method that ran (``"auto"`` resolved to a concrete one).
+    energy_history : ndarray of float64
+        Move-making and ICM: the energy at the start and after each iteration,
+        shape ``(n_iter + 1,)``.  TRW-S: the best energy after each iteration,
+        shape ``(n_iter,)``.  Graphcut: ``(1,)``.
+    bound_history : ndarray of float64 or None
+        TRW-S: the best lower bound after each iteration, shape ``(n_iter,)``.
+    """
+
+    labels: np.ndarray
+    energy: float
+    lower_bound: float | None
+    n_iter: int
+    converged: bool
+    method: str
+    energy_history: np.ndarray
+    bound_history: np.ndarray | None = None
+
+    @property
+    def gap(self) -> float | None:
+        """``energy - lower_bound`` (None without a bound); 0 means optimal."""
+        return None if self.lower_bound is None else self.energy - self.lower_bound
+
+    @property
+    def relative_gap(self) -> float | None:
+        """:attr:`gap` divided by ``|energy|`` (0 when both are 0)."""
+        gap = self.gap
+        if gap is None:
+            return None
+        return gap / abs(self.energy) if self.energy != 0 else (0.0 if gap == 0 else math.inf)
+
+
+class GridCRF:
+    """A pairwise CRF on a 4- or 8-connected pixel grid.
+
+    Parameters
+    ----------
+    pairwise : Pairwise or (L, L) array_like of float
+        Label cost ``V[a, b]`` paid on an edge whose first pixel has label
+        ``a`` (see :mod:`crfseg.crf.pairwise`).  Build it with
+        :func:`~crfseg.crf.potts`, :func:`~crfseg.crf.truncated_linear` or
+        :func:`~crfseg.crf.truncated_quadratic`, or pass any finite matrix
+        (a matrix equal to one of those is recognised).
+    connectivity : {4, 8}, optional
+        Neighbourhood.  Default 4.
+    edge_weights : sequence of ndarray, optional
+        Non-negative per-edge multipliers ``w_pq``.  4-connectivity:
+        ``(right, down)`` of shapes ``(H, W-1)`` and ``(H-1, W)``, where
+        ``right[y, x]`` weights the edge (y, x)-(y, x+1) and ``down[y, x]`` the
+        edge (y, x)-(y+1, x).  8-connectivity adds ``(diagonal,
+        anti_diagonal)``, both ``(H-1, W-1)``: ``diagonal[y, x]`` weights
+        (y, x)-(y+1, x+1) and ``anti_diagonal[y, x]`` weights (y, x+1)-(y+1, x).
+        :func:`~crfseg.crf.contrast_weights` builds them from an image.
+        Default: 1 for straight edges and 1/sqrt(2) for diagonal ones.
+
+    Attributes
+    ----------
+    pairwise : Pairwise
+    num_labels : int
+    connectivity : int
+
+    Notes
+    -----
+    Methods of :meth:`minimize`:
+
+    ``"graphcut"``
+        Exact minimum by one s-t minimum cut [1]_ [3]_; two labels and
+        ``V[0,0] + V[1,1] <= V[0,1] + V[1,0]`` (submodular) only.
+    ``"expansion"``
+        Alpha-expansion [2]_; needs ``V[a,a] + V[b,c] <= V[a,c] + V[b,a]`` for all
+        labels (true of metrics such as Potts and truncated linear).  Within a
+        factor 2 of the optimum for Potts.
+    ``"swap"``
+        Alpha-beta swap [2]_; needs ``V[a,a] + V[b,b] <= V[a,b] + V[b,a]``.
+    ``"trws"``
+        Sequential tree-reweighted message passing [4]_ with the lower bound
+        of its chain decomposition (rows, columns and, for 8-connectivity,
+        both diagonals).  Messages of Potts and truncated linear / quadratic
+        costs take O(L) time [5]_.  Any ``V``.
+    ``"icm"``
+        Iterated conditional modes [6]_ in raster order; any ``V``.
+    ``"auto"``
+        ``"graphcut"`` where it is exact, else ``"expansion"`` where it
+        applies, else ``"trws"``.
+
+    Graph cuts, expansion, swap and ICM never raise the energy from one
+    iteration to the next (a move is kept only when it lowers the energy).
+
+    References
+    ----------
+    .. [1] Y. Boykov and V. Kolmogorov, "An Experimental Comparison of
+       Min-Cut/Max-Flow Algorithms for Energy Minimization in Vision",
+       IEEE TPAMI 26(9), 2004.
+    .. [2] Y. Boykov, O. Veksler and R. Zabih, "Fast Approximate Energy
+       Minimization via Graph Cuts", IEEE TPAMI 23(11), 2001.
+    .. [3] V. Kolmogorov and R. Zabih, "What Energy Functions Can Be Minimized
+       via Graph Cuts?", IEEE TPAMI 26(2), 2004.
+    .. [4] V. Kolmogorov, "Convergent Tree-Reweighted Message Passing for
+       Energy Minimization", IEEE TPAMI 28(10), 2006.
+    .. [5] P. F. Felzenszwalb and D. P. Huttenlocher, "Efficient Belief
+       Propagation for Early Vision", IJCV 70(1), 2006.
+    .. [6] J. Besag, "On the Statistical Analysis of Dirty Pictures",
+       J. Royal Statistical Society B 48(3), 1986.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crfseg.crf import GridCRF, potts
+    >>> rng = np.random.default_rng(0)
+    >>> truth = np.zeros((8, 8), dtype=int)
+    >>> truth[:, 4:] = 1
+    >>> unary = np.stack([truth, 1 - truth]).astype(np.float32)
+    >>> unary += rng.normal(0.0, 0.6, unary.shape).astype(np.float32)
+    >>> result = GridCRF(potts(2, 1.0)).minimize(unary)
+    >>> result.method, bool((result.labels == truth).all()), result.gap
+    ('graphcut', True, 0.0)
+    """
+
+    def __init__(
+        self,
+        pairwise: Pairwise | np.ndarray,
+        *,
+        connectivity: int = 4,
+        edge_weights: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        self.pairwise = as_pairwise(pairwise)
+        check_choice("connectivity", connectivity, (4, 8))
+        self.connectivity = int(connectivity)
+        self._edge_weights = None if edge_weights is None else _check_edge_weights(
+            edge_weights, self.connectivity
+        )
+        matrix = self.pairwise.matrix
+        self._expansion_violation = expansion_violation(matrix)
+        self._swap_violation = swap_violation(matrix)
+
+    @property
+    def num_labels(self) -> int:
+        """Number of labels L."""
+        return self.pairwise.num_labels
+
+    @property
+    def grid_shape(self) -> tuple[int, int] | None:
+        """``(H, W)`` fixed by ``edge_weights``, or None when any size fits."""
+        if self._edge_weights is None:
+            return None
+        right, down = self._edge_weights[:2]
+        return down.shape[0] + 1, right.shape[1] + 1
+
+    def _auto_method(self) -> str:
+        if self.num_labels == 2 and self._swap_violation is None:
+            return "graphcut"
+        if self._expansion_violation is None:
+            return "expansion"
+        return "trws"
+
+    def _check_method(self, method: str) -> str:
+        check_choice("method", method, METHODS)
+        if method == "auto":
+            return self._auto_method()
+        if method == "graphcut":
+            if self.num_labels != 2:
+                raise ValueError(
+                    f"method 'graphcut' is exact for 2 labels only, got {self.num_labels} "
+                    "labels; use 'expansion', 'swap' or 'trws'"
+                )
+            if self._swap_violation is not None:
+                m = self.pairwise.matrix
+                raise ValueError(
+                    "method 'graphcut' needs a submodular pairwise cost "
+                    "V[0,0] + V[1,1] <= V[0,1] + V[1,0], got "
+                    f"{m[0, 0]:g} + {m[1, 1]:g} > {m[0, 1]:g} + {m[1, 0]:g}; use 'trws'"
+                )
+        if method == "expansion" and self._expansion_violation is not None:
+            a, b, c = self._expansion_violation
+            m = self.pairwise.matrix
+            raise ValueError(
+                "method 'expansion' needs V[a,a] + V[b,c] <= V[a,c] + V[b,a] for all labels "
+                f"(a metric such as Potts or truncated linear), but (a, b, c) = ({a}, {b}, {c}) "
+                f"gives {m[a, a]:g} + {m[b, c]:g} > {m[a, c]:g} + {m[b, a]:g}; "
+                "use method 'swap' or 'trws'"
+            )
+        if method == "swap" and self._swap_violation is not None:
+            a, b = self._swap_violation
+            m = self.pairwise.matrix
+            raise ValueError(
+                "method 'swap' needs V[a,a] + V[b,b] <= V[a,b] + V[b,a] for all labels, "
+                f"but (a, b) = ({a}, {b}) gives {m[a, a]:g} + {m[b, b]:g} > "
+                f"{m[a, b]:g} + {m[b, a]:g}; use method 'trws'"
+            )
+        return method
+
+    def _prepare(self, unary: Any) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Validate ``unary``; return it as (N, L) float64, the (N, K) weights, H, W."""
+        check_array("unary", unary, allow_tensor=False)
+        check_floating_dtype("unary", unary)
+        check_ndim("unary", unary, 3, "(L, H, W) with labels first")
+        num_labels, height, width = shape_of(unary)
+        if num_labels != self.num_labels:
+            raise ValueError(
+                f"unary has {num_labels} labels (shape {shape_of(unary)}) but pairwise is "
+                f"{self.pairwise.matrix.shape}; they must agree on L"
+            )
+        if height < 1 or width < 1:
+            raise ValueError(f"unary must have H, W >= 1, got shape {shape_of(unary)}")
+        k = self.connectivity // 2
+        if height * width * k * 2 > _INT32_MAX:
+            raise ValueError(f"unary of shape {shape_of(unary)} has too many pixels for the grid")
+        expected = self.grid_shape
+        if expected is not None and expected != (height, width):
+            raise ValueError(
+                f"edge_weights are for a {expected[0]}x{expected[1]} grid but unary has shape "
+                f"{shape_of(unary)} (H, W) = ({height}, {width})"
+            )
+        check_finite("unary", unary)
+        node_major = np.ascontiguousarray(
+            np.moveaxis(unary, 0, -1).reshape(height * width, num_labels), dtype=np.float64
+        )
+        return node_major, self._weights(height, width), height, width
+
+    def _weights(self, height: int, width: int) -> np.ndarray:
+        """Edge weights as the kernel wants them: (N, K), K per forward direction."""
+        arrays = self._edge_weights or default_edge_weights(height, width, self.connectivity)
+        k = len(arrays)
+        wt = np.zeros((height, width, k), dtype=np.float64)
+        wt[:, : width - 1, 0] = arrays[0]
+        wt[: height - 1, :, 1] = arrays[1]
+        if k == 4:
+            wt[: height - 1, : width - 1, 2] = arrays[2]
+            # the anti-diagonal edge (y, x+1)-(y+1, x) leaves its first pixel at column x+1
+            wt[: height - 1, 1:, 3] = arrays[3]
+        return wt.reshape(height * width, k)
+
+    def _check_labels(self, name: str, labels: Any, height: int, width: int) -> np.ndarray:
+        check_array(name, labels, allow_tensor=False)
+        check_integer_dtype(name, labels)
+        if shape_of(labels) != (height, width):
+            raise ValueError(
+                f"{name} must have shape (H, W) = ({height}, {width}) to match unary, "
+                f"got shape {shape_of(labels)}"
+            )
+        if labels.size:
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= self.num_labels:
+                raise ValueError(
+                    f"{name} must hold labels in [0, {self.num_labels - 1}], "
+                    f"got values in [{low}, {high}]"
+                )
+        return np.ascontiguousarray(labels, dtype=np.intc).reshape(-1)
+
+    def minimize(
+        self,
+        unary: np.ndarray,
+        method: str = "auto",
+        max_iter: int | None = None,
+        init: np.ndarray | None = None,
+        tol: float = 1e-5,
+    ) -> GridCRFResult:
+        """Find a low-energy labelling.
+
+        Parameters
+        ----------
+        unary : (L, H, W) ndarray of float32 or float64
+            ``U[l, y, x]``, the cost of label ``l`` at pixel (y, x), e.g.
+            ``-log p``.  Finite.
+        method : {"auto", "graphcut", "expansion", "swap", "trws", "icm"}
+            See the class notes.
+        max_iter : int, optional
+            Most iterations (``>= 1``); ignored by ``"graphcut"``.  Defaults:
+            expansion and swap 20 cycles, ICM 50 sweeps, TRW-S 200 passes.
+        init : (H, W) ndarray of int, optional
+            Starting labelling for expansion, swap and ICM (default: the
+            per-pixel argmin of ``unary``); for TRW-S the labelling to beat.
+            Ignored by ``"graphcut"``.
+        tol : float, optional
+            Stop when an iteration lowers the energy (move making, ICM) or
+            raises the bound (TRW-S) by at most ``tol`` times its magnitude;
+            TRW-S also stops once ``energy - lower_bound <= tol * |energy|``.
+            Default 1e-5.
+
+        Returns
+        -------
+        GridCRFResult
+
+        Raises
+        ------
+        ValueError
+            Shapes that disagree, NaN or inf, labels of ``init`` out of range,
+            or a method whose condition on ``V`` does not hold.
+        TypeError
+            Non-array inputs, or integer ``unary`` / float ``init``.
+        """
+        method = self._check_method(method)
+        if max_iter is None:
+            max_iter = _DEFAULT_MAX_ITER[method]
+        max_iter = check_int("max_iter", max_iter, low=1)
+        tol = check_number("tol", tol, low=0.0)
+        unary_nl, wt, height, width = self._prepare(unary)
+        if init is not None:
+            labels = self._check_labels("init", init, height, width).copy()
+        else:
+            labels = np.ascontiguousarray(unary_nl.argmin(axis=1), dtype=np.intc)
+        matrix = np.ascontiguousarray(self.pairwise.matrix, dtype=np.float64)
+        bound_history = None
+        if method == "graphcut":
+            labels, energy = _grid.graphcut(unary_nl, wt, matrix, height, width)
+            history = np.array([energy])
+            lower_bound, n_iter, converged = energy, 1, True
+        elif method in ("expansion", "swap", "icm"):
+            if method == "icm":
+                history, n_iter, converged = _grid.icm(
+                    unary_nl, wt, matrix, height, width, labels, max_iter, tol)
+            else:
+                history, n_iter, converged = _grid.move_making(
+                    unary_nl, wt, matrix, height, width, labels, method == "swap", max_iter, tol)
+            energy, lower_bound = float(history[-1]), None
+        else:
+            kind = self.pairwise.kind
+            weight = 0.0 if kind == "general" else self.pairwise.weight
+            # the cost's value where it stops growing (a zero cost has none to add)
+            cap = weight * self.pairwise.truncation if weight > 0 else 0.0
+            energy, lower_bound, history, bound_history, n_iter, converged = _grid.trws(
+                unary_nl, wt, matrix, np.ascontiguousarray(matrix.T), height, width,
+                _KIND_CODES[kind], weight, cap, labels, init is not None, max_iter, tol)
+        return GridCRFResult(
+            labels=np.asarray(labels, dtype=np.int32).reshape(height, width),
+            energy=float(energy),
+            lower_bound=None if lower_bound is None else float(lower_bound),
+            n_iter=int(n_iter),
+            converged=bool(converged),
+            method=method,
+            energy_history=np.asarray(history, dtype=np.float64).copy(),
+            bound_history=None if bound_history is None else np.asarray(bound_history).copy(),
+        )
+
+    def energy(self, labels: np.ndarray, unary: np.ndarray) -> float:
+        """Energy of a labelling, accumulated in float64.
+
+        Parameters
+        ----------
+        labels : (H, W) ndarray of int
+            Values in ``[0, L)``.
+        unary : (L, H, W) ndarray of float32 or float64
+
+        Returns
+        -------
+        float
+            ``sum_p U[x_p, p] + sum_(p,q) w_pq * V[x_p, x_q]``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from crfseg.crf import GridCRF, potts
+        >>> unary = np.zeros((2, 1, 3))
+        >>> GridCRF(potts(2, 1.5)).energy(np.array([[0, 1, 1]]), unary)
+        1.5
+        """
+        unary_nl, wt, height, width = self._prepare(unary)
+        flat = self._check_labels("labels", labels, height, width)
+        matrix = np.ascontiguousarray(self.pairwise.matrix, dtype=np.float64)
+        return float(_grid.energy(unary_nl, wt, matrix, height, width, flat))
+
+
+def _check_edge_weights(edge_weights: Any, connectivity: int) -> tuple[np.ndarray, ...]:
+    expected = 2 if connectivity == 4 else 4
+    if isinstance(edge_weights, np.ndarray) or not isinstance(edge_weights, Sequence):
+        raise TypeError(
+            f"edge_weights must be a sequence of {expected} arrays for connectivity="
+            f"{connectivity}, got {type(edge_weights).__name__}"
+        )
+    if len(edge_weights) != expected:
+        raise ValueError(
+            f"edge_weights must hold {expected} arrays ({', '.join(_EDGE_NAMES[:expected])}) "
+            f"for connectivity={connectivity}, got {len(edge_weights)}"
+        )
+    arrays = []
+    for name, weights in zip(_EDGE_NAMES[:expected], edge_weights, strict=True):
+        label = f"edge_weights[{name}]"
+        check_array(label, weights, allow_tensor=False)
+        if not (np.issubdtype(weights.dtype, np.floating)
+                or np.issubdtype(weights.dtype, np.integer)):
+            raise TypeError(f"{label} must hold real numbers, got dtype {weights.dtype}")
+        check_ndim(label, weights, 2)
+        check_finite(label, weights)
+        if weights.size and weights.min() < 0:
+            raise ValueError(f"{label} must be >= 0, got a minimum of {weights.min():g}")
+        arrays.append(np.ascontiguousarray(weights, dtype=np.float64))
+    height, width = arrays[1].shape[0] + 1, arrays[0].shape[1] + 1
+    shapes = _edge_shapes(height, width, connectivity)
+    actual = [a.shape for a in arrays]
+    if actual != shapes:
+        raise ValueError(
+            f"edge_weights have shapes {actual}, which do not fit one grid; an (H, W) grid "
+            f"needs {' '.join(_EDGE_NAMES[:expected])} of shapes (H, W-1), (H-1, W)"
+            + (", (H-1, W-1), (H-1, W-1)" if expected == 4 else "")
+            + f", here (H, W) = ({height}, {width}) gives {shapes}"
+        )
+    return tuple(arrays)
+
+
+def maxflow(
+    edges: np.ndarray,
+    capacities: np.ndarray,
+    source_capacities: np.ndarray,
+    sink_capacities: np.ndarray,
+    reverse_capacities: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
+    """Maximum s-t flow and minimum cut of a general graph (Boykov-Kolmogorov).
+
+    The solver behind ``"graphcut"``, ``"expansion"`` and ``"swap"``, for any
+    graph; float capacities are used as they are.
+
+    Parameters
+    ----------
+    edges : (E, 2) ndarray of int
+        Node pairs ``(i, j)``, nodes numbered ``0 .. n-1``.
+    capacities : (E,) ndarray of float
+        Capacity of ``i -> j``, ``>= 0``.
+    source_capacities, sink_capacities : (n,) ndarray of float
+        Capacity from the source to each node and from each node to the sink,
+        ``>= 0``; their length is the number of nodes ``n``.
+    reverse_capacities : (E,) ndarray of float, optional
+        Capacity of ``j -> i``, ``>= 0``.  Default 0 (directed edges).
+
+    Returns
+    -------
+    flow : float
+        The maximum flow, which equals the minimum cut's capacity.
+    sink_side : (n,) ndarray of bool
+        True for the nodes on the sink side of a minimum cut.
+
+    References
+    ----------
+    .. [1] Y. Boykov and V. Kolmogorov, "An Experimental Comparison of
+       Min-Cut/Max-Flow Algorithms for Energy Minimization in Vision",
+       IEEE TPAMI 26(9), 2004.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crfseg.crf import maxflow
+    >>> flow, sink_side = maxflow(np.array([[0, 1]]), np.array([2.0]),
+    ...                           np.array([3.0, 0.0]), np.array([0.0, 5.0]))
+    >>> flow, sink_side.tolist()
+    (2.0, [False, True])
+    """
+    source = _check_capacities("source_capacities", source_capacities, 1)
+    n_nodes = source.shape[0]
+    sink = _check_capacities("sink_capacities", sink_capacities, 1)
+    if sink.shape != source.shape:
+        raise ValueError(
+            "source_capacities and sink_capacities must have the same shape (n,), "
+            f"got {source.shape} and {sink.shape}"
+        )
+    check_array("edges", edges, allow_tensor=False)
+    check_integer_dtype("edges", edges)
+    if edges.ndim != 2 or edges.shape[1] != 2:
+        raise ValueError(f"edges must have shape (E, 2), got {shape_of(edges)}")
+    if edges.size and (edges.min() < 0 or edges.max() >= n_nodes):
+        raise ValueError(
+            f"edges must hold node indices in [0, {n_nodes - 1}] (n = {n_nodes} from "
+            f"source_capacities), got values in [{edges.min()}, {edges.max()}]"
+        )
+    n_edges = edges.shape[0]
+    caps = _check_capacities("capacities", capacities, 1)
+    rev = (np.zeros(n_edges) if reverse_capacities is None
+           else _check_capacities("reverse_capacities", reverse_capacities, 1))
+    for name, values in (("capacities", caps), ("reverse_capacities", rev)):
+        if values.shape != (n_edges,):
+            raise ValueError(
+                f"{name} must have shape (E,) = ({n_edges},) to match edges, "
+                f"got {values.shape}"
+            )
+    if n_nodes + 1 > _INT32_MAX or 2 * n_edges > _INT32_MAX:
+        raise ValueError(f"the graph is too large: {n_nodes} nodes and {n_edges} edges")
+    tails = np.ascontiguousarray(edges[:, 0], dtype=np.intc)
+    heads = np.ascontiguousarray(edges[:, 1], dtype=np.intc)
+    flow, side = _grid.maxflow(n_nodes, tails, heads, caps, rev, source, sink)
+    return float(flow), side.astype(bool)
+
+
+def _check_capacities(name: str, values: Any, ndim: int) -> np.ndarray:
+    check_array(name, values, allow_tensor=False)
+    if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}")
+    check_ndim(name, values, ndim)
+    check_finite(name, values)
+    if values.size and values.min() < 0:
+        raise ValueError(f"{name} must be >= 0, got a minimum of {values.min():g}")
+    return np.ascontiguousarray(values, dtype=np.float64)

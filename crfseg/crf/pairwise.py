@@ -1,0 +1,452 @@
+"""Pairwise costs and edge weights for grid CRFs.
+
+A grid CRF pays ``w_pq * V[x_p, x_q]`` on every edge between neighbouring
+pixels.  This module builds the label cost ``V`` (Potts, truncated linear,
+truncated quadratic, or any ``(L, L)`` matrix) and the per-edge weights
+``w_pq`` from an image (:func:`contrast_weights`).
+
+Edges and their weight arrays, for an ``(H, W)`` grid:
+
+=========  ==========================  ============  =========================
+direction  edge                        weights       default weight
+=========  ==========================  ============  =========================
+right      (y, x) - (y, x + 1)         (H, W - 1)    1
+down       (y, x) - (y + 1, x)         (H - 1, W)    1
+diagonal   (y, x) - (y + 1, x + 1)     (H - 1, W - 1)  1 / sqrt(2)
+anti-diag  (y, x + 1) - (y + 1, x)     (H - 1, W - 1)  1 / sqrt(2)
+=========  ==========================  ============  =========================
+
+The first pixel of every edge comes first in raster order, and ``V`` is
+indexed ``V[label of the first pixel, label of the second]``.  4-connectivity
+uses the first two directions, 8-connectivity all four.  Diagonal edges are
+weighted by 1 / distance = 1 / sqrt(2) by default, the same factor
+:func:`contrast_weights` applies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from crfseg._validation import (
+    check_array,
+    check_choice,
+    check_finite,
+    check_int,
+    check_ndim,
+    check_number,
+)
+
+__all__ = [
+    "Pairwise",
+    "potts",
+    "truncated_linear",
+    "truncated_quadratic",
+    "as_pairwise",
+    "contrast_weights",
+    "default_edge_weights",
+    "EDGE_OFFSETS",
+]
+
+#: ``(dy, dx)`` from the first to the second pixel of each edge direction, in
+#: the order of the weight arrays; the anti-diagonal's first pixel is (y, x + 1).
+EDGE_OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+_KINDS = ("potts", "truncated_linear", "truncated_quadratic", "general")
+
+
+@dataclass(frozen=True)
+class Pairwise:
+    """A label cost ``V`` of shape ``(L, L)`` and the structure it has.
+
+    Build one with :func:`potts`, :func:`truncated_linear`,
+    :func:`truncated_quadratic` or :func:`as_pairwise`.  The structured kinds
+    let TRW-S compute each message in O(L) with a distance transform instead
+    of O(L^2).
+
+    Attributes
+    ----------
+    kind : {"potts", "truncated_linear", "truncated_quadratic", "general"}
+    num_labels : int
+        L.
+    weight : float
+        The cost's scale (``nan`` for ``"general"``).
+    truncation : float
+        Label distance (linear) or squared distance (quadratic) at which the
+        cost stops growing, ``inf`` when untruncated; 1 for Potts (whose
+        distance is 0 or 1); ``nan`` for ``"general"``.
+    matrix : (L, L) ndarray of float64
+        ``V[a, b]``, read-only.
+
+    Examples
+    --------
+    >>> from crfseg.crf import truncated_linear
+    >>> truncated_linear(4, 2.0, 2).matrix
+    array([[0., 2., 4., 4.],
+           [2., 0., 2., 4.],
+           [4., 2., 0., 2.],
+           [4., 4., 2., 0.]])
+    """
+
+    kind: str
+    num_labels: int
+    weight: float
+    truncation: float
+    matrix: np.ndarray = field(repr=False, compare=False)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.matrix if dtype is None else self.matrix.astype(dtype)
+
+
+def _check_num_labels(num_labels: Any) -> int:
+    return check_int("num_labels", num_labels, low=2)
+
+
+def _check_truncation(truncation: Any) -> float:
+    if isinstance(truncation, (int, float, np.integer, np.floating)) and not isinstance(
+        truncation, bool
+    ) and float(truncation) == math.inf:
+        return math.inf
+    return check_number("truncation", truncation, low=0.0, low_inclusive=False)
+
+
+def _structured(kind: str, num_labels: int, weight: float, truncation: float,
+                distance: np.ndarray) -> Pairwise:
+    matrix = weight * np.minimum(distance, truncation)
+    matrix.setflags(write=False)
+    return Pairwise(kind, num_labels, weight, truncation, matrix)
+
+
+def _label_distance(num_labels: int) -> np.ndarray:
+    labels = np.arange(num_labels, dtype=np.float64)
+    return np.abs(labels[:, None] - labels[None, :])
+
+
+def potts(num_labels: int, weight: float) -> Pairwise:
+    """Potts cost: ``V[a, b] = weight`` when ``a != b``, else 0.
+
+    Parameters
+    ----------
+    num_labels : int
+        Number of labels L, at least 2.
+    weight : float
+        Cost of a label change between neighbours, ``>= 0``.
+
+    Returns
+    -------
+    Pairwise
+        ``kind == "potts"``; ``matrix`` has shape ``(L, L)``.
+
+    References
+    ----------
+    .. [1] Y. Boykov, O. Veksler and R. Zabih, "Fast Approximate Energy
+       Minimization via Graph Cuts", IEEE TPAMI 23(11), 2001.
+
+    Examples
+    --------
+    >>> from crfseg.crf import potts
+    >>> potts(3, 0.5).matrix
+    array([[0. , 0.5, 0.5],
+           [0.5, 0. , 0.5],
+           [0.5, 0.5, 0. ]])
+    """
+    num_labels = _check_num_labels(num_labels)
+    weight = check_number("weight", weight, low=0.0)
+    return _structured("potts", num_labels, weight, 1.0,
+                       (_label_distance(num_labels) > 0).astype(np.float64))
+
+
+def truncated_linear(num_labels: int, weight: float, truncation: float = math.inf) -> Pairwise:
+    """Truncated linear cost: ``V[a, b] = weight * min(|a - b|, truncation)``.
+
+    A metric, so alpha-expansion applies.
+
+    Parameters
+    ----------
+    num_labels : int
+        Number of labels L, at least 2.
+    weight : float
+        Cost per unit of label distance, ``>= 0``.
+    truncation : float, optional
+        Label distance beyond which the cost stays constant, ``> 0``;
+        ``inf`` (default) for an untruncated linear cost.
+
+    Returns
+    -------
+    Pairwise
+        ``kind == "truncated_linear"``; ``matrix`` has shape ``(L, L)``.
+
+    References
+    ----------
+    .. [1] P. F. Felzenszwalb and D. P. Huttenlocher, "Efficient Belief
+       Propagation for Early Vision", IJCV 70(1), 2006.
+
+    Examples
+    --------
+    >>> from crfseg.crf import truncated_linear
+    >>> truncated_linear(3, 1.0, 1).matrix[0]
+    array([0., 1., 1.])
+    """
+    num_labels = _check_num_labels(num_labels)
+    weight = check_number("weight", weight, low=0.0)
+    truncation = _check_truncation(truncation)
+    return _structured("truncated_linear", num_labels, weight, truncation,
+                       _label_distance(num_labels))
+
+
+def truncated_quadratic(
+    num_labels: int, weight: float, truncation: float = math.inf
+) -> Pairwise:
+    """Truncated quadratic cost: ``V[a, b] = weight * min((a - b)**2, truncation)``.
+
+    Not a metric (it breaks the triangle inequality), so alpha-expansion does
+    not apply; use ``"swap"`` or ``"trws"``.
+
+    Parameters
+    ----------
+    num_labels : int
+        Number of labels L, at least 2.
+    weight : float
+        Cost per unit of squared label distance, ``>= 0``.
+    truncation : float, optional
+        Squared label distance beyond which the cost stays constant, ``> 0``;
+        ``inf`` (default) for an untruncated quadratic.
+
+    Returns
+    -------
+    Pairwise
+        ``kind == "truncated_quadratic"``; ``matrix`` has shape ``(L, L)``.
+
+    References
+    ----------
+    .. [1] P. F. Felzenszwalb and D. P. Huttenlocher, "Efficient Belief
+       Propagation for Early Vision", IJCV 70(1), 2006.
+
+    Examples
+    --------
+    >>> from crfseg.crf import truncated_quadratic
+    >>> truncated_quadratic(4, 1.0, 4).matrix[0]
+    array([0., 1., 4., 4.])
+    """
+    num_labels = _check_num_labels(num_labels)
+    weight = check_number("weight", weight, low=0.0)
+    truncation = _check_truncation(truncation)
+    return _structured("truncated_quadratic", num_labels, weight, truncation,
+                       _label_distance(num_labels) ** 2)
+
+
+def _recognise(matrix: np.ndarray) -> Pairwise:
+    """Find the structure of a cost matrix, so fast messages apply to it too."""
+    num_labels = matrix.shape[0]
+    weight = float(matrix[0, 1])
+    cap = float(matrix.max())
+    scale = max(float(np.abs(matrix).max()), 1e-300)
+    if weight > 0.0 and np.all(np.diag(matrix) == 0.0):
+        distance = _label_distance(num_labels)
+        candidates = (
+            ("potts", (distance > 0).astype(np.float64), 1.0),
+            ("truncated_linear", distance, cap / weight),
+            ("truncated_quadratic", distance**2, cap / weight),
+        )
+        for kind, dist, truncation in candidates:
+            if np.allclose(weight * np.minimum(dist, truncation), matrix, rtol=0.0,
+                           atol=1e-12 * scale):
+                if truncation >= dist.max():
+                    truncation = 1.0 if kind == "potts" else math.inf
+                return _structured(kind, num_labels, weight, truncation, dist)
+    frozen = matrix.copy()
+    frozen.setflags(write=False)
+    return Pairwise("general", num_labels, math.nan, math.nan, frozen)
+
+
+def as_pairwise(pairwise: Pairwise | np.ndarray, num_labels: int | None = None) -> Pairwise:
+    """Turn a cost matrix (or a :class:`Pairwise`) into a :class:`Pairwise`.
+
+    A matrix equal to a Potts, truncated linear or truncated quadratic cost is
+    recognised as such.
+
+    Parameters
+    ----------
+    pairwise : Pairwise or (L, L) array_like of float
+        The cost ``V[a, b]``; finite, any sign.
+    num_labels : int, optional
+        When given, L must equal it (the number of labels of the unary).
+
+    Returns
+    -------
+    Pairwise
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crfseg.crf.pairwise import as_pairwise
+    >>> as_pairwise(np.array([[0.0, 2.0], [2.0, 0.0]])).kind
+    'potts'
+    """
+    if isinstance(pairwise, Pairwise):
+        result = pairwise
+    else:
+        check_array("pairwise", pairwise, allow_tensor=False)
+        if not (np.issubdtype(pairwise.dtype, np.floating)
+                or np.issubdtype(pairwise.dtype, np.integer)):
+            raise TypeError(f"pairwise must be a real-valued matrix, got dtype {pairwise.dtype}")
+        check_ndim("pairwise", pairwise, 2, "a square (L, L) matrix")
+        if pairwise.shape[0] != pairwise.shape[1] or pairwise.shape[0] < 2:
+            raise ValueError(
+                "pairwise must be a square (L, L) matrix with L >= 2, "
+                f"got shape {tuple(pairwise.shape)}"
+            )
+        check_finite("pairwise", pairwise)
+        result = _recognise(np.ascontiguousarray(pairwise, dtype=np.float64))
+    if num_labels is not None and result.num_labels != num_labels:
+        raise ValueError(
+            f"pairwise must have shape ({num_labels}, {num_labels}) to match the "
+            f"{num_labels} labels of unary, got shape {result.matrix.shape}"
+        )
+    return result
+
+
+def expansion_violation(matrix: np.ndarray) -> tuple[int, int, int] | None:
+    """First ``(a, b, c)`` with ``V[a, a] + V[b, c] > V[a, c] + V[b, a]``, or None.
+
+    That inequality is the condition under which every alpha-expansion move
+    is a submodular binary problem (Kolmogorov & Zabih 2004).
+    """
+    scale = max(float(np.abs(matrix).max()), 1e-300)
+    for a in range(matrix.shape[0]):
+        excess = matrix[a, a] + matrix - matrix[a, :][None, :] - matrix[:, a][:, None]
+        bad = np.argwhere(excess > 1e-12 * scale)
+        if bad.size:
+            return a, int(bad[0, 0]), int(bad[0, 1])
+    return None
+
+
+def swap_violation(matrix: np.ndarray) -> tuple[int, int] | None:
+    """First pair ``(a, b)`` with ``V[a, a] + V[b, b] > V[a, b] + V[b, a]``, or None."""
+    scale = max(float(np.abs(matrix).max()), 1e-300)
+    diag = np.diag(matrix)
+    excess = diag[:, None] + diag[None, :] - matrix - matrix.T
+    bad = np.argwhere(excess > 1e-12 * scale)
+    return None if bad.size == 0 else (int(bad[0, 0]), int(bad[0, 1]))
+
+
+def default_edge_weights(height: int, width: int, connectivity: int = 4
+                         ) -> tuple[np.ndarray, ...]:
+    """Unit weights for straight edges and 1/sqrt(2) for diagonal ones.
+
+    Parameters
+    ----------
+    height, width : int
+        Grid size ``(H, W)``, each at least 1.
+    connectivity : {4, 8}
+
+    Returns
+    -------
+    tuple of ndarray of float64
+        ``(right (H, W-1), down (H-1, W))`` and, for 8-connectivity,
+        ``(diagonal (H-1, W-1), anti-diagonal (H-1, W-1))``.
+
+    Examples
+    --------
+    >>> from crfseg.crf.pairwise import default_edge_weights
+    >>> [w.shape for w in default_edge_weights(3, 4, 8)]
+    [(3, 3), (2, 4), (2, 3), (2, 3)]
+    """
+    height = check_int("height", height, low=1)
+    width = check_int("width", width, low=1)
+    check_choice("connectivity", connectivity, (4, 8))
+    shapes = _edge_shapes(height, width, connectivity)
+    return tuple(
+        np.full(shape, 1.0 / math.hypot(*offset))
+        for shape, offset in zip(shapes, EDGE_OFFSETS[: len(shapes)], strict=True)
+    )
+
+
+def _edge_shapes(height: int, width: int, connectivity: int) -> list[tuple[int, int]]:
+    shapes = [(height, width - 1), (height - 1, width)]
+    if connectivity == 8:
+        shapes += [(height - 1, width - 1), (height - 1, width - 1)]
+    return shapes
+
+
+def _edge_pairs(array: np.ndarray, direction: int) -> tuple[np.ndarray, np.ndarray]:
+    """Values at the first and second pixel of every edge of one direction."""
+    if direction == 0:
+        return array[:, :-1], array[:, 1:]
+    if direction == 1:
+        return array[:-1, :], array[1:, :]
+    if direction == 2:
+        return array[:-1, :-1], array[1:, 1:]
+    return array[:-1, 1:], array[1:, :-1]
+
+
+def contrast_weights(
+    image: np.ndarray, beta: float | None = None, connectivity: int = 4
+) -> tuple[np.ndarray, ...]:
+    """GrabCut-style edge weights ``exp(-beta * ||I_p - I_q||^2) / dist(p, q)``.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, C) ndarray
+        Gray or colour image, any real dtype; differences are taken in float64.
+    beta : float, optional
+        Contrast sensitivity, ``>= 0``.  By default
+        ``1 / (2 * mean ||I_p - I_q||^2)`` over all edges of the chosen
+        connectivity (0 for a constant image, which gives weights 1 / dist).
+    connectivity : {4, 8}
+
+    Returns
+    -------
+    tuple of ndarray of float64
+        ``(right (H, W-1), down (H-1, W))`` and, for 8-connectivity,
+        ``(diagonal (H-1, W-1), anti-diagonal (H-1, W-1))``, ready for
+        ``GridCRF(..., edge_weights=...)``.  ``dist`` is 1 for straight edges
+        and sqrt(2) for diagonal ones.
+
+    References
+    ----------
+    .. [1] C. Rother, V. Kolmogorov and A. Blake, "GrabCut: Interactive
+       Foreground Extraction using Iterated Graph Cuts", SIGGRAPH 2004.
+    .. [2] Y. Boykov and M.-P. Jolly, "Interactive Graph Cuts for Optimal
+       Boundary & Region Segmentation of Objects in N-D Images", ICCV 2001.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crfseg.crf import contrast_weights
+    >>> image = np.zeros((2, 3), dtype=np.uint8)
+    >>> image[:, 2] = 255
+    >>> right, down = contrast_weights(image)
+    >>> right.round(3)
+    array([[1.   , 0.174],
+           [1.   , 0.174]])
+    """
+    check_array("image", image, allow_tensor=False)
+    check_ndim("image", image, (2, 3), "(H, W) or (H, W, C)")
+    if not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.integer)
+            or image.dtype == np.bool_):
+        raise TypeError(f"image must have a real dtype, got {image.dtype}")
+    check_finite("image", image)
+    check_choice("connectivity", connectivity, (4, 8))
+    pixels = np.asarray(image, dtype=np.float64)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    height, width = pixels.shape[:2]
+    n_dirs = 2 if connectivity == 4 else 4
+    squared = []
+    for direction in range(n_dirs):
+        first, second = _edge_pairs(pixels, direction)
+        squared.append(((first - second) ** 2).sum(axis=-1))
+    if beta is None:
+        total = sum(float(s.sum()) for s in squared)
+        count = sum(s.size for s in squared)
+        mean = total / count if count else 0.0
+        beta = 0.5 / mean if mean > 0.0 else 0.0
+    else:
+        beta = check_number("beta", beta, low=0.0)
+    return tuple(
+        np.exp(-beta * s) / math.hypot(*EDGE_OFFSETS[d]) for d, s in enumerate(squared)
+    )

@@ -1,0 +1,585 @@
+"""Pairwise grid-CRF energy minimisation on 4- and 8-connected pixel grids.
+
+No validation here: ``crfseg.crf.grid`` checks shapes, dtypes and the
+conditions each method needs, then calls these kernels with
+
+* ``unary``  (N, L) float64, node-major (row-major pixels, then labels);
+* ``wt``     (N, K) float64 edge weights, ``wt[p, k]`` for the edge from pixel
+  ``p`` to its forward neighbour in direction ``k`` (0 when it has none);
+* ``V``      (L, L) float64 pairwise cost, ``V[label of p, label of q]`` for
+  an edge whose first pixel ``p`` comes earlier in raster order;
+* labels     (N,) C ``int``.
+
+Forward directions: k = 0 right (0, +1), 1 down (+1, 0), 2 down-right
+(+1, +1), 3 down-left (+1, -1).  K is 2 for 4-connectivity and 4 for 8.
+Every energy is accumulated in float64.
+"""
+
+cimport cython
+from libc.math cimport INFINITY, fabs
+from libc.string cimport memcpy
+
+import numpy as np
+
+include "_maxflow.pxi"
+
+cdef enum:
+    PAIR_GENERAL = 0
+    PAIR_POTTS = 1
+    PAIR_LINEAR = 2
+    PAIR_QUADRATIC = 3
+
+cdef int[4] _DY = [0, 1, 1, 1]
+cdef int[4] _DX = [1, 0, 1, -1]
+
+
+cdef struct Grid:
+    int H, W, K, L, N
+    const double* unary
+    const double* wt
+    const double* V
+    const int* nb        # (N, K) forward neighbour or -1
+    const int* nbb       # (N, K) backward neighbour (p - offset_k) or -1
+
+
+cdef object _neighbours(int H, int W, int K):
+    """Forward and backward neighbour tables of a grid, -1 where absent."""
+    nb_arr = np.full(H * W * K, -1, dtype=np.intc)
+    nbb_arr = np.full(H * W * K, -1, dtype=np.intc)
+    cdef int[::1] nb = nb_arr, nbb = nbb_arr
+    cdef int y, x, k, p, q, yy, xx
+    with nogil:
+        for y in range(H):
+            for x in range(W):
+                p = y * W + x
+                for k in range(K):
+                    yy = y + _DY[k]
+                    xx = x + _DX[k]
+                    if yy < H and 0 <= xx < W:
+                        q = yy * W + xx
+                        nb[p * K + k] = q
+                        nbb[q * K + k] = p
+    return nb_arr, nbb_arr
+
+
+cdef Grid _make_grid(
+    const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
+    const int[::1] nb, const int[::1] nbb, int H, int W,
+) noexcept:
+    cdef Grid g
+    g.H = H
+    g.W = W
+    g.N = H * W
+    g.K = wt.shape[1]
+    g.L = unary.shape[1]
+    g.unary = &unary[0, 0]
+    g.wt = &wt[0, 0]
+    g.V = &V[0, 0]
+    g.nb = &nb[0]
+    g.nbb = &nbb[0]
+    return g
+
+
+cdef double _energy(const Grid* g, const int* lab) noexcept nogil:
+    cdef int p, k, q, l, K = g.K, L = g.L
+    cdef double e = 0.0
+    for p in range(g.N):
+        l = lab[p]
+        e += g.unary[p * L + l]
+        for k in range(K):
+            q = g.nb[p * K + k]
+            if q >= 0:
+                e += g.wt[p * K + k] * g.V[l * L + lab[q]]
+    return e
+
+
+# ---------------------------------------------------------------- graph cuts
+
+cdef class _CutWorkspace:
+    """Arrays of a Boykov-Kolmogorov graph whose undirected edges are given."""
+    cdef BKGraph g
+    cdef object keep
+    cdef readonly object arc_of_edge   # (n_edges,) arc tails[e] -> heads[e]
+
+    def __cinit__(self, int n_nodes, const int[::1] tails, const int[::1] heads):
+        cdef int n_edges = tails.shape[0]
+        cdef int n_arcs = 2 * n_edges
+        first = np.zeros(n_nodes + 1, dtype=np.intc)
+        arc_ints = [np.zeros(max(n_arcs, 1), dtype=np.intc) for _ in range(2)]
+        node_ints = [np.zeros(max(n_nodes, 1), dtype=np.intc) for _ in range(6)]
+        rcap = np.zeros(max(n_arcs, 1), dtype=np.float64)
+        tr = np.zeros(max(n_nodes, 1), dtype=np.float64)
+        is_sink = np.zeros(max(n_nodes, 1), dtype=np.uint8)
+        self.arc_of_edge = np.zeros(max(n_edges, 1), dtype=np.intc)
+        self.keep = (first, arc_ints, node_ints, rcap, tr, is_sink)
+        cdef int[::1] v_first = first, v_head = arc_ints[0], v_sister = arc_ints[1]
+        cdef int[::1] v_arc = self.arc_of_edge
+        cdef double[::1] v_rcap = rcap, v_tr = tr
+        cdef unsigned char[::1] v_sink = is_sink
+        cdef int[::1] v_parent = node_ints[0], v_next = node_ints[1], v_ts = node_ints[2]
+        cdef int[::1] v_dist = node_ints[3], v_orphans = node_ints[4], v_fill = node_ints[5]
+        self.g.n_nodes = n_nodes
+        self.g.first = &v_first[0]
+        self.g.head = &v_head[0]
+        self.g.sister = &v_sister[0]
+        self.g.rcap = &v_rcap[0]
+        self.g.tr = &v_tr[0]
+        self.g.parent = &v_parent[0]
+        self.g.next_active = &v_next[0]
+        self.g.ts = &v_ts[0]
+        self.g.dist = &v_dist[0]
+        self.g.is_sink = &v_sink[0]
+        self.g.orphans = &v_orphans[0]
+        if n_edges == 0:
+            for i in range(n_nodes + 1):
+                v_first[i] = 0
+            return
+        with nogil:
+            csr_from_edges(n_nodes, n_edges, &tails[0], &heads[0], self.g.first,
+                           self.g.head, self.g.sister, &v_arc[0], &v_fill[0])
+
+
+cdef object _grid_workspace(int H, int W, int K, const int[::1] nb):
+    """Graph over the pixels with one edge per neighbour pair.
+
+    Returns the workspace and ``fwd_arc`` (N*K,): the arc from pixel p to its
+    forward neighbour in direction k at p*K + k, -1 where there is none.
+    """
+    nb_np = np.asarray(nb)
+    slots = np.flatnonzero(nb_np >= 0).astype(np.intc)
+    tails = (slots // K).astype(np.intc)
+    heads = nb_np[slots].astype(np.intc)
+    ws = _CutWorkspace(H * W, tails, heads)
+    fwd_arc = np.full(H * W * K, -1, dtype=np.intc)
+    fwd_arc[slots] = ws.arc_of_edge[: slots.shape[0]]
+    return ws, fwd_arc
+
+
+cdef void _build_move(
+    const Grid* g, const int* lab0, const int* lab1, const unsigned char* free_,
+    const int* fwd_arc, BKGraph* bk,
+) noexcept nogil:
+    """Binary graph of a move: free pixel p takes lab1[p] when cut to the sink.
+
+    Fixed pixels keep lab0[p].  Each pairwise table (A, B, C, D) over the two
+    choices is split as in Kolmogorov & Zabih (2004) with the non-submodular
+    part shared equally between the two arcs.
+    """
+    cdef int p, q, k, a, K = g.K, L = g.L, l0p, l1p, l0q, l1q
+    cdef double w, A, B, C, D, half
+    cdef const double* V = g.V
+    for p in range(g.N):
+        if free_[p]:
+            bk.tr[p] = g.unary[p * L + lab1[p]] - g.unary[p * L + lab0[p]]
+        else:
+            bk.tr[p] = 0.0
+    for p in range(g.N):
+        for k in range(K):
+            q = g.nb[p * K + k]
+            if q < 0:
+                continue
+            a = fwd_arc[p * K + k]
+            bk.rcap[a] = 0.0
+            bk.rcap[bk.sister[a]] = 0.0
+            w = g.wt[p * K + k]
+            if w == 0.0 or not (free_[p] or free_[q]):
+                continue
+            l0p = lab0[p]
+            l1p = lab1[p]
+            l0q = lab0[q]
+            l1q = lab1[q]
+            A = V[l0p * L + l0q]
+            if free_[p] and free_[q]:
+                B = V[l0p * L + l1q]
+                C = V[l1p * L + l0q]
+                D = V[l1p * L + l1q]
+                half = 0.5 * (B + C - A - D)
+                if half < 0.0:
+                    half = 0.0
+                bk.tr[p] += w * (C - A - half)
+                bk.tr[q] += w * (B - A - half)
+                bk.rcap[a] = w * half
+                bk.rcap[bk.sister[a]] = w * half
+            elif free_[p]:
+                bk.tr[p] += w * (V[l1p * L + l0q] - A)
+            else:
+                bk.tr[q] += w * (V[l0p * L + l1q] - A)
+
+
+cdef void _solve_move(
+    const Grid* g, const int* lab0, const int* lab1, const unsigned char* free_,
+    const int* fwd_arc, BKGraph* bk, int* out,
+) noexcept nogil:
+    cdef int p
+    _build_move(g, lab0, lab1, free_, fwd_arc, bk)
+    bk_maxflow(bk)
+    for p in range(g.N):
+        out[p] = lab1[p] if free_[p] and bk_in_sink(bk, p) else lab0[p]
+
+
+def graphcut(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
+             int H, int W):
+    """Exact minimum of a two-label submodular energy; returns (labels, energy)."""
+    nb_arr, nbb_arr = _neighbours(H, W, wt.shape[1])
+    cdef int[::1] nb = nb_arr, nbb = nbb_arr
+    cdef Grid g = _make_grid(unary, wt, V, nb, nbb, H, W)
+    ws_obj, fwd_arr = _grid_workspace(H, W, g.K, nb)
+    cdef _CutWorkspace ws = ws_obj
+    zeros = np.zeros(g.N, dtype=np.intc)
+    ones = np.ones(g.N, dtype=np.intc)
+    free_arr = np.ones(g.N, dtype=np.uint8)
+    out_arr = np.empty(g.N, dtype=np.intc)
+    cdef int[::1] lab0 = zeros, lab1 = ones, out = out_arr, fwd = fwd_arr
+    cdef unsigned char[::1] free_ = free_arr
+    cdef double e
+    with nogil:
+        _solve_move(&g, &lab0[0], &lab1[0], &free_[0], &fwd[0], &ws.g, &out[0])
+        e = _energy(&g, &out[0])
+    return out_arr, e
+
+
+def move_making(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
+                int H, int W, int[::1] labels, bint swap, int max_iter, double tol):
+    """Alpha-expansion (``swap`` False) or alpha-beta swap (True) in place.
+
+    One cycle tries every label (expansion) or every pair of labels (swap).
+    A move is kept only when it lowers the energy, so the energy never rises.
+    Returns (energies per cycle with the start first, n_iter, converged).
+    """
+    nb_arr, nbb_arr = _neighbours(H, W, wt.shape[1])
+    cdef int[::1] nb = nb_arr, nbb = nbb_arr
+    cdef Grid g = _make_grid(unary, wt, V, nb, nbb, H, W)
+    ws_obj, fwd_arr = _grid_workspace(H, W, g.K, nb)
+    cdef _CutWorkspace ws = ws_obj
+    cdef int N = g.N, L = g.L
+    if swap:
+        firsts, seconds = np.triu_indices(L, 1)
+    else:
+        firsts, seconds = np.arange(L), np.arange(L)
+    first_arr = firsts.astype(np.intc)
+    second_arr = seconds.astype(np.intc)
+    lab0_arr = np.empty(N, dtype=np.intc)
+    lab1_arr = np.empty(N, dtype=np.intc)
+    cand_arr = np.empty(N, dtype=np.intc)
+    free_arr = np.empty(N, dtype=np.uint8)
+    history_arr = np.zeros(max_iter + 1, dtype=np.float64)
+    cdef int[::1] lab0 = lab0_arr, lab1 = lab1_arr, cand = cand_arr, fwd = fwd_arr
+    cdef int[::1] move_first = first_arr, move_second = second_arr
+    cdef unsigned char[::1] free_ = free_arr
+    cdef double[::1] history = history_arr
+    cdef int it, m, alpha, beta, p, n_iter = 0, n_moves = first_arr.shape[0]
+    cdef bint converged = False
+    cdef double energy, start, new_energy
+    with nogil:
+        energy = _energy(&g, &labels[0])
+        history[0] = energy
+        for it in range(max_iter):
+            start = energy
+            for m in range(n_moves):
+                alpha = move_first[m]
+                beta = move_second[m]
+                for p in range(N):
+                    if swap:
+                        # free pixels go to alpha on the source side, beta on the sink side
+                        free_[p] = labels[p] == alpha or labels[p] == beta
+                        lab0[p] = alpha if free_[p] else labels[p]
+                    else:
+                        free_[p] = labels[p] != alpha
+                        lab0[p] = labels[p]
+                    lab1[p] = beta
+                _solve_move(&g, &lab0[0], &lab1[0], &free_[0], &fwd[0], &ws.g, &cand[0])
+                new_energy = _energy(&g, &cand[0])
+                if new_energy < energy:
+                    energy = new_energy
+                    memcpy(&labels[0], &cand[0], N * sizeof(int))
+            n_iter = it + 1
+            history[n_iter] = energy
+            if start - energy <= tol * fabs(start):
+                converged = True
+                break
+    return history_arr[: n_iter + 1], n_iter, converged
+
+
+def maxflow(int n_nodes, const int[::1] tails, const int[::1] heads, const double[::1] caps,
+            const double[::1] rev_caps, const double[::1] source_caps,
+            const double[::1] sink_caps):
+    """Max-flow of a general graph; returns (flow value, 1 for sink-side nodes)."""
+    cdef _CutWorkspace ws = _CutWorkspace(n_nodes, tails, heads)
+    cdef int[::1] arc_of_edge = ws.arc_of_edge
+    cdef int e, i, a
+    cdef double flow = 0.0
+    side_arr = np.zeros(n_nodes, dtype=np.uint8)
+    cdef unsigned char[::1] side = side_arr
+    with nogil:
+        for e in range(tails.shape[0]):
+            a = arc_of_edge[e]
+            ws.g.rcap[a] += caps[e]
+            ws.g.rcap[ws.g.sister[a]] += rev_caps[e]
+        for i in range(n_nodes):
+            ws.g.tr[i] = source_caps[i] - sink_caps[i]
+            flow += source_caps[i] if source_caps[i] < sink_caps[i] else sink_caps[i]
+        flow += bk_maxflow(&ws.g)
+        for i in range(n_nodes):
+            side[i] = bk_in_sink(&ws.g, i)
+    return flow, side_arr
+
+
+# ------------------------------------------------------------------ ICM, energy
+
+def energy(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
+           int H, int W, const int[::1] labels):
+    """Energy of a labelling, accumulated in float64."""
+    nb_arr, nbb_arr = _neighbours(H, W, wt.shape[1])
+    cdef int[::1] nb = nb_arr, nbb = nbb_arr
+    cdef Grid g = _make_grid(unary, wt, V, nb, nbb, H, W)
+    cdef double e
+    with nogil:
+        e = _energy(&g, &labels[0])
+    return e
+
+
+def icm(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
+        int H, int W, int[::1] labels, int max_iter, double tol):
+    """Iterated conditional modes in raster order, in place.
+
+    A pixel changes only to a strictly cheaper label given its neighbours.
+    Returns (energies per sweep with the start first, n_iter, converged).
+    """
+    nb_arr, nbb_arr = _neighbours(H, W, wt.shape[1])
+    cdef int[::1] nb = nb_arr, nbb = nbb_arr
+    cdef Grid g = _make_grid(unary, wt, V, nb, nbb, H, W)
+    history_arr = np.zeros(max_iter + 1, dtype=np.float64)
+    cdef double[::1] history = history_arr
+    cdef int N = g.N, K = g.K, L = g.L, it, p, k, q, x, best, changes, n_iter = 0
+    cdef double cost, best_cost, energy, start
+    cdef bint converged = False
+    with nogil:
+        energy = _energy(&g, &labels[0])
+        history[0] = energy
+        for it in range(max_iter):
+            start = energy
+            changes = 0
+            for p in range(N):
+                best = labels[p]
+                best_cost = INFINITY
+                for x in range(L):
+                    cost = g.unary[p * L + x]
+                    for k in range(K):
+                        q = g.nb[p * K + k]
+                        if q >= 0:
+                            cost += g.wt[p * K + k] * g.V[x * L + labels[q]]
+                        q = g.nbb[p * K + k]
+                        if q >= 0:
+                            cost += g.wt[q * K + k] * g.V[labels[q] * L + x]
+                    if x == labels[p]:
+                        if cost <= best_cost:
+                            best_cost = cost
+                            best = x
+                    elif cost < best_cost:
+                        best_cost = cost
+                        best = x
+                if best != labels[p]:
+                    labels[p] = best
+                    changes += 1
+            energy = _energy(&g, &labels[0])
+            n_iter = it + 1
+            history[n_iter] = energy
+            if changes == 0 or start - energy <= tol * fabs(start):
+                converged = True
+                break
+    return history_arr[: n_iter + 1], n_iter, converged
+
+
+# ------------------------------------------------------------------------ TRW-S
+
+cdef inline double _parabola_cross(const double* h, double a, int x, int u) noexcept nogil:
+    """Abscissa where a (y - x)^2 + h[x] meets a (y - u)^2 + h[u]."""
+    return ((h[x] + a * x * x) - (h[u] + a * u * u)) / (2.0 * a * (x - u))
+
+
+cdef double _message(
+    int kind, double w, double c0, double cap, const double* Vm, int L,
+    const double* h, double* out, int* env_v, double* env_z,
+) noexcept nogil:
+    """out[y] = min_x h[x] + w * Vm[x, y], shifted so its minimum is 0.
+
+    Returns the shift.  Potts and truncated linear / quadratic costs use the
+    O(L) distance transforms of Felzenszwalb & Huttenlocher (2006); ``c0`` is
+    the cost's weight and ``cap`` its value at truncation (w * cap caps it).
+    """
+    cdef int x, y, k
+    cdef double hmin = INFINITY, v, s, a, limit
+    for x in range(L):
+        if h[x] < hmin:
+            hmin = h[x]
+    if w == 0.0:
+        for y in range(L):
+            out[y] = 0.0
+        return hmin
+    if kind == PAIR_GENERAL:
+        for y in range(L):
+            v = INFINITY
+            for x in range(L):
+                s = h[x] + w * Vm[x * L + y]
+                if s < v:
+                    v = s
+            out[y] = v
+    else:
+        limit = hmin + w * cap
+        if kind == PAIR_POTTS:
+            for y in range(L):
+                out[y] = h[y] if h[y] < limit else limit
+        elif kind == PAIR_LINEAR:
+            s = w * c0
+            out[0] = h[0]
+            for y in range(1, L):
+                v = out[y - 1] + s
+                out[y] = h[y] if h[y] < v else v
+            for y in range(L - 2, -1, -1):
+                v = out[y + 1] + s
+                if v < out[y]:
+                    out[y] = v
+            for y in range(L):
+                if limit < out[y]:
+                    out[y] = limit
+        else:
+            # lower envelope of the parabolas a (y - x)^2 + h[x]
+            a = w * c0
+            k = 0
+            env_v[0] = 0
+            env_z[0] = -INFINITY
+            env_z[1] = INFINITY
+            for x in range(1, L):
+                s = _parabola_cross(h, a, x, env_v[k])
+                while s <= env_z[k]:
+                    k -= 1
+                    s = _parabola_cross(h, a, x, env_v[k])
+                k += 1
+                env_v[k] = x
+                env_z[k] = s
+                env_z[k + 1] = INFINITY
+            k = 0
+            for y in range(L):
+                while env_z[k + 1] < y:
+                    k += 1
+                v = a * (y - env_v[k]) * (y - env_v[k]) + h[env_v[k]]
+                out[y] = v if v < limit else limit
+    v = INFINITY
+    for y in range(L):
+        if out[y] < v:
+            v = out[y]
+    for y in range(L):
+        out[y] -= v
+    return v
+
+
+def trws(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
+         const double[:, ::1] Vt, int H, int W, int kind, double c0, double cap,
+         int[::1] labels, bint have_init, int max_iter, double tol):
+    """Sequential tree-reweighted message passing (Kolmogorov 2006).
+
+    The grid is covered by K families of monotonic chains (rows, columns and,
+    for 8-connectivity, both diagonals), each pixel lying on one chain of each
+    family, so every pixel weight is 1/K.  The lower bound is the sum of the
+    chain minima, read off the forward pass: with fresh forward messages the
+    min-sum dynamic programme along a chain equals the normalisation shifts of
+    its messages plus the minimum of its last pixel's belief / K.
+
+    ``labels`` receives the best labelling seen (the initial one counts when
+    ``have_init``).  Returns (energy, bound, energy history, bound history,
+    n_iter, converged).
+    """
+    nb_arr, nbb_arr = _neighbours(H, W, wt.shape[1])
+    cdef int[::1] nb = nb_arr, nbb = nbb_arr
+    cdef Grid g = _make_grid(unary, wt, V, nb, nbb, H, W)
+    cdef int N = g.N, K = g.K, L = g.L, S = 2 * g.K
+    messages_arr = np.zeros((N, S, L), dtype=np.float64)
+    buffers = np.zeros((4, L + 1), dtype=np.float64)
+    env_v_arr = np.zeros(L + 1, dtype=np.intc)
+    current_arr = np.empty(N, dtype=np.intc)
+    e_hist_arr = np.zeros(max_iter, dtype=np.float64)
+    b_hist_arr = np.zeros(max_iter, dtype=np.float64)
+    cdef double[:, :, ::1] M = messages_arr
+    cdef double[:, ::1] buf = buffers
+    cdef int[::1] env_v = env_v_arr, current = current_arr
+    cdef double[::1] e_hist = e_hist_arr, b_hist = b_hist_arr
+    cdef double* theta = &buf[0, 0]
+    cdef double* h = &buf[1, 0]
+    cdef double* cost = &buf[2, 0]
+    cdef double* env_z = &buf[3, 0]
+    cdef double gamma = 1.0 / K
+    cdef double best_energy = INFINITY, best_bound = -INFINITY, bound, e, tmin, scale
+    cdef double prev_bound = -INFINITY
+    cdef int it, p, q, k, s, x, best, n_iter = 0
+    cdef bint converged = False
+    cdef const double* Mp
+    with nogil:
+        if have_init:
+            best_energy = _energy(&g, &labels[0])
+        for it in range(max_iter):
+            bound = 0.0
+            for p in range(N):
+                Mp = &M[p, 0, 0]
+                for x in range(L):
+                    theta[x] = g.unary[p * L + x]
+                    cost[x] = theta[x]
+                for s in range(S):
+                    for x in range(L):
+                        theta[x] += Mp[s * L + x]
+                for k in range(K):
+                    for x in range(L):
+                        cost[x] += Mp[k * L + x]
+                    q = g.nbb[p * K + k]
+                    if q >= 0:
+                        for x in range(L):
+                            cost[x] += g.wt[q * K + k] * g.V[current[q] * L + x]
+                best = 0
+                for x in range(1, L):
+                    if cost[x] < cost[best]:
+                        best = x
+                current[p] = best
+                for k in range(K):
+                    q = g.nb[p * K + k]
+                    if q < 0:
+                        tmin = INFINITY
+                        for x in range(L):
+                            if theta[x] < tmin:
+                                tmin = theta[x]
+                        bound += tmin * gamma
+                        continue
+                    for x in range(L):
+                        h[x] = gamma * theta[x] - Mp[k * L + x]
+                    bound += _message(kind, g.wt[p * K + k], c0, cap, &V[0, 0], L, h,
+                                      &M[q, K + k, 0], &env_v[0], env_z)
+            e = _energy(&g, &current[0])
+            if e < best_energy:
+                best_energy = e
+                memcpy(&labels[0], &current[0], N * sizeof(int))
+            if bound > best_bound:
+                best_bound = bound
+            e_hist[it] = best_energy
+            b_hist[it] = best_bound
+            n_iter = it + 1
+            scale = fabs(best_energy) if fabs(best_energy) > fabs(best_bound) else fabs(best_bound)
+            if best_energy - best_bound <= tol * scale or (
+                    it > 0 and best_bound - prev_bound <= tol * scale):
+                converged = True
+                break
+            prev_bound = best_bound
+            for p in range(N - 1, -1, -1):
+                Mp = &M[p, 0, 0]
+                for x in range(L):
+                    theta[x] = g.unary[p * L + x]
+                for s in range(S):
+                    for x in range(L):
+                        theta[x] += Mp[s * L + x]
+                for k in range(K):
+                    q = g.nbb[p * K + k]
+                    if q < 0:
+                        continue
+                    for x in range(L):
+                        h[x] = gamma * theta[x] - Mp[(K + k) * L + x]
+                    _message(kind, g.wt[q * K + k], c0, cap, &Vt[0, 0], L, h,
+                             &M[q, k, 0], &env_v[0], env_z)
+    return (best_energy, best_bound, e_hist_arr[:n_iter], b_hist_arr[:n_iter], n_iter,
+            converged)
