@@ -1,0 +1,299 @@
+"""Input checks and the pieces every loss shares: masking, region sums, reductions.
+
+The rules written here hold for every loss in :mod:`crfseg.losses`:
+
+* pixels whose target equals ``ignore_index`` are masked out of every sum, so
+  they contribute nothing to the value and receive exactly zero gradient;
+* divisions whose denominator can be zero (a fully ignored batch, a class that
+  is absent) go through :func:`safe_div`, so neither the value nor the gradient
+  is ever NaN;
+* a mean over an empty set (no valid pixel, no class to score) is 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from crfseg._validation import (
+    check_choice,
+    check_finite,
+    check_floating_dtype,
+    check_int,
+    check_integer_dtype,
+    check_ndim,
+    check_number,
+    is_tensor,
+    shape_of,
+)
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_tensor(name: str, x: Any) -> None:
+    """Require a ``torch.Tensor``."""
+    if not is_tensor(x):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+
+
+def check_reduction(reduction: Any) -> str:
+    """Require one of ``"mean"``, ``"sum"``, ``"none"``."""
+    check_choice("reduction", reduction, REDUCTIONS)
+    return reduction
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Require a plain ``bool`` (a truthy tensor or string is a mistake)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """Require a real number in ``[0, 1]``."""
+    return check_number(name, value, low=0.0, high=1.0)
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Require a real number ``> 0``."""
+    return check_number(name, value, low=0.0, low_inclusive=False)
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """Require a real number ``>= 0``."""
+    return check_number(name, value, low=0.0)
+
+
+def check_class_vector(name: str, values: Any, *, high: float | None = None) -> Tensor | None:
+    """Validate per-class values (weights, alphas): 1-D, finite, ``>= 0`` (and ``<= high``).
+
+    Returns a tensor on the device it came from (CPU for sequences and numpy
+    arrays), or None when ``values`` is None.  The length is checked against
+    the number of classes later, by :func:`match_classes`.
+    """
+    if values is None:
+        return None
+    if is_tensor(values):
+        vector = values.detach()
+    else:
+        try:
+            vector = torch.as_tensor(np.asarray(values, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{name} must be a 1-D sequence, numpy array or tensor of numbers, "
+                f"got {type(values).__name__}"
+            ) from exc
+    check_ndim(name, vector, 1, "a 1-D vector with one value per class")
+    if not vector.is_floating_point():
+        vector = vector.to(torch.float64)
+    check_finite(name, vector)
+    if vector.numel():
+        low, top = float(vector.min()), float(vector.max())
+        if low < 0:
+            raise ValueError(f"{name} must be >= 0 for every class, got a minimum of {low}")
+        if high is not None and top > high:
+            raise ValueError(
+                f"{name} must be <= {high} for every class, got a maximum of {top}"
+            )
+    return vector
+
+
+def match_classes(
+    name: str, vector: Tensor | None, num_classes: int, like: Tensor
+) -> Tensor | None:
+    """Check that a per-class vector has ``num_classes`` entries; move it to ``like``."""
+    if vector is None:
+        return None
+    if vector.numel() != num_classes:
+        raise ValueError(
+            f"{name} must have one value per class: {num_classes} values for logits "
+            f"with C={num_classes}, got {vector.numel()}"
+        )
+    return vector.to(device=like.device, dtype=like.dtype)
+
+
+def check_logits_target(
+    logits: Any, target: Any, ignore_index: Any
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Validate ``logits (N, C, H, W)`` against ``target (N, H, W)``.
+
+    Returns
+    -------
+    logits : (N, C, H, W) Tensor
+        The logits; float16 and bfloat16 are promoted to float32 (the dtype
+        autocast computes losses in).
+    valid : (N, H, W) bool Tensor
+        True where the target is not ``ignore_index``.
+    labels : (N, H, W) int64 Tensor
+        The target with ignored pixels set to class 0 (safe to index with;
+        always used together with ``valid``).
+    """
+    check_tensor("logits", logits)
+    check_ndim("logits", logits, 4, "a 4-D tensor (N, C, H, W)")
+    check_floating_dtype("logits", logits)
+    n, c, h, w = shape_of(logits)
+    if c < 2:
+        raise ValueError(
+            f"logits must have at least 2 classes along dim 1, got C={c}; "
+            "for a binary problem give two channels (background, foreground)"
+        )
+    check_tensor("target", target)
+    check_integer_dtype("target", target)
+    if shape_of(target) != (n, h, w):
+        raise ValueError(
+            f"target must have shape (N, H, W) = {(n, h, w)} to match logits of shape "
+            f"{shape_of(logits)}, got {shape_of(target)}"
+        )
+    if target.device != logits.device:
+        raise ValueError(
+            f"target must be on the device of logits ({logits.device}), got {target.device}"
+        )
+    ignore_index = check_int("ignore_index", ignore_index)
+    check_finite("logits", logits)
+    valid = target != ignore_index
+    check_label_range("target", target, valid, c, ignore_index)
+    labels = torch.where(valid, target.long(), 0)
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return logits, valid, labels
+
+
+def check_label_range(
+    name: str, target: Tensor, valid: Tensor, num_classes: int, ignore_index: int
+) -> None:
+    """Require every non-ignored label in ``[0, num_classes)``; one host sync."""
+    bad = valid & ((target < 0) | (target >= num_classes))
+    count = int(bad.sum())
+    if count:
+        example = int(target[bad][0])
+        raise ValueError(
+            f"{name} must hold class indices in [0, {num_classes}) or "
+            f"ignore_index={ignore_index}; {count} pixel(s) are outside, e.g. {example}"
+        )
+
+
+def check_maps(name: str, maps: Any, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """Validate precomputed distance maps of a given shape; cast them to ``like``."""
+    check_tensor(name, maps)
+    check_floating_dtype(name, maps)
+    if shape_of(maps) != shape:
+        raise ValueError(
+            f"{name} must have shape {shape} to match logits of shape {shape_of(like)}, "
+            f"got {shape_of(maps)}"
+        )
+    if maps.device != like.device:
+        raise ValueError(f"{name} must be on the device of logits ({like.device}), "
+                         f"got {maps.device}")
+    check_finite(name, maps)
+    return maps.to(like.dtype)
+
+
+def safe_div(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den`` with a zero denominator replaced by 1.
+
+    Every caller divides a sum that is itself zero when its denominator is
+    zero, so the result is 0 there; replacing the denominator (rather than
+    masking the quotient) keeps the backward pass free of ``0 / 0``.
+    """
+    return num / torch.where(den != 0, den, torch.ones_like(den))
+
+
+def safe_pow(base: Tensor, exponent: float) -> Tensor:
+    """``base ** exponent`` for ``base >= 0``, with value and gradient 0 at ``base == 0``.
+
+    For ``0 < exponent < 1`` the derivative is infinite at 0; a perfect
+    prediction must still give a finite (zero) gradient.
+    """
+    positive = base > 0
+    safe = torch.where(positive, base, torch.ones_like(base))
+    return torch.where(positive, safe**exponent, torch.zeros_like(base))
+
+
+def masked_probs(logits: Tensor, valid: Tensor) -> Tensor:
+    """Softmax over classes, zero at ignored pixels: ``(N, C, H, W)``."""
+    return torch.softmax(logits, dim=1).masked_fill(~valid[:, None], 0.0)
+
+
+def one_hot(labels: Tensor, valid: Tensor, like: Tensor) -> Tensor:
+    """One-hot target ``(N, C, H, W)`` in the dtype of ``like``, zero at ignored pixels."""
+    out = torch.zeros_like(like).scatter_(1, labels[:, None], 1.0)
+    return out.masked_fill_(~valid[:, None], 0.0)
+
+
+def region_sums(
+    probs: Tensor, onehot: Tensor, per_image: bool, squared: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Soft true positives, predicted mass and target mass per class.
+
+    Returns ``(tp, sum_p, sum_g)``, each ``(C,)`` (summed over the batch) or
+    ``(N, C)`` with ``per_image``.  ``squared`` sums ``p**2`` instead of ``p``
+    (the V-Net denominator; ``g**2 == g``).
+    """
+    dims = (2, 3) if per_image else (0, 2, 3)
+    tp = (probs * onehot).sum(dims)
+    sum_p = (probs * probs if squared else probs).sum(dims)
+    return tp, sum_p, onehot.sum(dims)
+
+
+def scored_classes(sum_g: Tensor, denominator: Tensor, include_absent: bool) -> Tensor:
+    """Which classes enter the mean: present in the target, or all with ``include_absent``.
+
+    With ``include_absent`` a class still stays out when its denominator is 0
+    (nothing predicted and nothing to find: a fully ignored image).
+    """
+    if include_absent:
+        return denominator > 0
+    return sum_g > 0
+
+
+def reduce_pixels(loss: Tensor, weight: Tensor, reduction: str) -> Tensor:
+    """Reduce a per-pixel loss ``(N, H, W)`` that is 0 at ignored pixels.
+
+    ``"mean"`` divides by ``weight.sum()`` (the number of valid pixels, or the
+    sum of the class weights of valid pixels); an empty batch gives 0.
+    """
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "sum":
+        return total
+    return safe_div(total, weight.sum().to(total.dtype))
+
+
+def reduce_classes(values: Tensor, include: Tensor, reduction: str) -> Tensor:
+    """Reduce per-class losses ``(C,)`` or ``(N, C)`` over the classes in ``include``.
+
+    ``"none"`` returns ``values`` with NaN where a class is left out;
+    ``"sum"`` sums the included entries; ``"mean"`` averages over included
+    classes, and with ``(N, C)`` then over the images that have at least one.
+    """
+    if reduction == "none":
+        return values.masked_fill(~include, math.nan)
+    kept = values.masked_fill(~include, 0.0)
+    if reduction == "sum":
+        return kept.sum()
+    count = include.sum(-1)
+    per_row = safe_div(kept.sum(-1), count.to(kept.dtype))
+    if per_row.ndim == 0:
+        return per_row
+    return safe_div(per_row.sum(), (count > 0).sum().to(kept.dtype))
+
+
+def log1mexp(log_p: Tensor) -> Tensor:
+    """``log(1 - exp(log_p))`` for ``log_p <= 0``, accurate at both ends.
+
+    ``log_p`` is capped at ``log(1 - eps)`` so that a saturated probability
+    gives a large finite value instead of ``-inf``.
+    """
+    eps = torch.finfo(log_p.dtype).eps
+    x = log_p.clamp(max=math.log1p(-eps))
+    near_zero = x > -math.log(2.0)
+    return torch.where(
+        near_zero,
+        torch.log(-torch.expm1(torch.where(near_zero, x, -1.0))),
+        torch.log1p(-torch.exp(torch.where(near_zero, -1.0, x))),
+    )
