@@ -64,7 +64,8 @@ def _files(folder: Path, extensions: Sequence[str]) -> dict[str, Path]:
 
 
 def pair_inputs(first: str | Path, second: str | Path | None, first_name: str, second_name: str,
-                first_ext: Sequence[str], second_ext: Sequence[str]) -> list[tuple[str, Path, Path | None]]:
+                first_ext: Sequence[str],
+                second_ext: Sequence[str]) -> list[tuple[str, Path, Path | None]]:
     """Pair two inputs that are both files, or both folders matched by file stem.
 
     Returns ``(stem, first_path, second_path)`` triples sorted by stem.  With

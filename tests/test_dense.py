@@ -1,4 +1,4 @@
-"""DenseCRF with the pydensecrf backend: exact agreement with a hand-written call, conversions, errors."""
+"""DenseCRF, pydensecrf backend: exact agreement with a hand-written call, conversions, errors."""
 
 import numpy as np
 import pydensecrf.densecrf as dcrf

@@ -101,7 +101,7 @@ def test_read_scores_npz_and_errors(tmp_path):
     np.savez(tmp_path / "one.npz", logits=a)
     np.testing.assert_array_equal(io.read_scores(tmp_path / "one.npz"), a)
     np.savez(tmp_path / "two.npz", logits=a, probs=a / 2)
-    with pytest.raises(ValueError, match=r"holds arrays \['logits', 'probs'\]; choose one with key"):
+    with pytest.raises(ValueError, match=r"arrays \['logits', 'probs'\]; choose one with key"):
         io.read_scores(tmp_path / "two.npz")
     np.testing.assert_array_equal(io.read_scores(tmp_path / "two.npz", key="probs"), a / 2)
     with pytest.raises(ValueError, match="has no array 'x'"):
