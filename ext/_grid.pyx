@@ -3,21 +3,23 @@
 No validation here: ``crfseg.crf.grid`` checks shapes, dtypes and the
 conditions each method needs, then calls these kernels with
 
-* ``unary``  (N, L) float64, node-major (row-major pixels, then labels);
+* ``unary``  float64, C-contiguous, either label-major (L, N), the layout of
+  the public API and the faster one for graph cuts, or node-major (N, L), the
+  faster one for message passing and ICM (``labels_first`` says which);
 * ``wt``     (N, K) float64 edge weights, ``wt[p, k]`` for the edge from pixel
   ``p`` to its forward neighbour in direction ``k`` (0 when it has none);
 * ``V``      (L, L) float64 pairwise cost, ``V[label of p, label of q]`` for
   an edge whose first pixel ``p`` comes earlier in raster order;
 * labels     (N,) C ``int``.
 
-Forward directions: k = 0 right (0, +1), 1 down (+1, 0), 2 down-right
-(+1, +1), 3 down-left (+1, -1).  K is 2 for 4-connectivity and 4 for 8.
-Every energy is accumulated in float64.
+Pixels are numbered in raster order, N = H * W.  Forward directions: k = 0
+right (0, +1), 1 down (+1, 0), 2 down-right (+1, +1), 3 down-left (+1, -1).
+K is 2 for 4-connectivity and 4 for 8.  Every energy is accumulated in float64.
 """
 
 cimport cython
 from libc.math cimport INFINITY, fabs
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -36,48 +38,53 @@ cdef int[4] _DX = [1, 0, 1, -1]
 cdef struct Grid:
     int H, W, K, L, N
     const double* unary
+    Py_ssize_t usp, usl      # unary[p, l] is unary[p * usp + l * usl]
     const double* wt
     const double* V
-    const int* nb        # (N, K) forward neighbour or -1
-    const int* nbb       # (N, K) backward neighbour (p - offset_k) or -1
+    const int* nb            # (N, K) forward neighbour or -1
+    const int* nbb           # (N, K) backward neighbour (p - offset_k) or -1
 
 
-cdef object _neighbours(int H, int W, int K):
-    """Forward and backward neighbour tables of a grid, -1 where absent."""
-    nb_arr = np.full(H * W * K, -1, dtype=np.intc)
-    nbb_arr = np.full(H * W * K, -1, dtype=np.intc)
-    cdef int[::1] nb = nb_arr, nbb = nbb_arr
-    cdef int y, x, k, p, q, yy, xx
-    with nogil:
-        for y in range(H):
-            for x in range(W):
-                p = y * W + x
-                for k in range(K):
-                    yy = y + _DY[k]
-                    xx = x + _DX[k]
-                    if yy < H and 0 <= xx < W:
-                        q = yy * W + xx
-                        nb[p * K + k] = q
-                        nbb[q * K + k] = p
-    return nb_arr, nbb_arr
+cdef inline double _u(const Grid* g, int p, int l) noexcept nogil:
+    return g.unary[p * g.usp + l * g.usl]
 
 
-cdef Grid _make_grid(
-    const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
-    const int[::1] nb, const int[::1] nbb, int H, int W,
-) noexcept:
+cdef class _GridData:
+    """A :c:type:`Grid` and the arrays it points into."""
     cdef Grid g
-    g.H = H
-    g.W = W
-    g.N = H * W
-    g.K = wt.shape[1]
-    g.L = unary.shape[1]
-    g.unary = &unary[0, 0]
-    g.wt = &wt[0, 0]
-    g.V = &V[0, 0]
-    g.nb = &nb[0]
-    g.nbb = &nbb[0]
-    return g
+    cdef object keep
+
+    def __cinit__(self, const double[:, ::1] unary, bint labels_first,
+                  const double[:, ::1] wt, const double[:, ::1] V, int H, int W):
+        cdef int K = wt.shape[1]
+        nb_arr = np.full(H * W * K, -1, dtype=np.intc)
+        nbb_arr = np.full(H * W * K, -1, dtype=np.intc)
+        cdef int[::1] nb = nb_arr, nbb = nbb_arr
+        cdef int y, x, k, p, q, yy, xx
+        with nogil:
+            for y in range(H):
+                for x in range(W):
+                    p = y * W + x
+                    for k in range(K):
+                        yy = y + _DY[k]
+                        xx = x + _DX[k]
+                        if yy < H and 0 <= xx < W:
+                            q = yy * W + xx
+                            nb[p * K + k] = q
+                            nbb[q * K + k] = p
+        self.keep = (unary, wt, V, nb_arr, nbb_arr)
+        self.g.H = H
+        self.g.W = W
+        self.g.N = H * W
+        self.g.K = K
+        self.g.L = unary.shape[0] if labels_first else unary.shape[1]
+        self.g.unary = &unary[0, 0]
+        self.g.usp = 1 if labels_first else self.g.L
+        self.g.usl = self.g.N if labels_first else 1
+        self.g.wt = &wt[0, 0]
+        self.g.V = &V[0, 0]
+        self.g.nb = &nb[0]
+        self.g.nbb = &nbb[0]
 
 
 cdef double _energy(const Grid* g, const int* lab) noexcept nogil:
@@ -85,11 +92,46 @@ cdef double _energy(const Grid* g, const int* lab) noexcept nogil:
     cdef double e = 0.0
     for p in range(g.N):
         l = lab[p]
-        e += g.unary[p * L + l]
+        e += _u(g, p, l)
         for k in range(K):
             q = g.nb[p * K + k]
             if q >= 0:
                 e += g.wt[p * K + k] * g.V[l * L + lab[q]]
+    return e
+
+
+cdef double _change_energy(
+    const Grid* g, const int* changed, int n_changed, const int* prev, const int* lab,
+) noexcept nogil:
+    """Energy of ``lab`` minus that of ``prev``, which differ only at ``changed``.
+
+    An edge between two changed pixels is counted once, from its first pixel.
+    """
+    cdef int i, p, q, k, a, b, K = g.K, L = g.L
+    cdef double d = 0.0
+    cdef const double* V = g.V
+    for i in range(n_changed):
+        p = changed[i]
+        a = prev[p]
+        b = lab[p]
+        d += _u(g, p, b) - _u(g, p, a)
+        for k in range(K):
+            q = g.nb[p * K + k]
+            if q >= 0:
+                d += g.wt[p * K + k] * (V[b * L + lab[q]] - V[a * L + prev[q]])
+            q = g.nbb[p * K + k]
+            if q >= 0 and lab[q] == prev[q]:
+                d += g.wt[q * K + k] * (V[lab[q] * L + b] - V[lab[q] * L + a])
+    return d
+
+
+def energy(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
+           int H, int W, const int[::1] labels):
+    """Energy of a labelling; ``unary`` is label-major (L, N)."""
+    cdef _GridData data = _GridData(unary, True, wt, V, H, W)
+    cdef double e
+    with nogil:
+        e = _energy(&data.g, &labels[0])
     return e
 
 
@@ -119,6 +161,7 @@ cdef class _CutWorkspace:
         cdef int[::1] v_parent = node_ints[0], v_next = node_ints[1], v_ts = node_ints[2]
         cdef int[::1] v_dist = node_ints[3], v_orphans = node_ints[4], v_fill = node_ints[5]
         self.g.n_nodes = n_nodes
+        self.g.n_arcs = n_arcs
         self.g.first = &v_first[0]
         self.g.head = &v_head[0]
         self.g.sister = &v_sister[0]
@@ -131,26 +174,24 @@ cdef class _CutWorkspace:
         self.g.is_sink = &v_sink[0]
         self.g.orphans = &v_orphans[0]
         if n_edges == 0:
-            for i in range(n_nodes + 1):
-                v_first[i] = 0
             return
         with nogil:
             csr_from_edges(n_nodes, n_edges, &tails[0], &heads[0], self.g.first,
                            self.g.head, self.g.sister, &v_arc[0], &v_fill[0])
 
 
-cdef object _grid_workspace(int H, int W, int K, const int[::1] nb):
+cdef object _grid_workspace(const Grid* g):
     """Graph over the pixels with one edge per neighbour pair.
 
     Returns the workspace and ``fwd_arc`` (N*K,): the arc from pixel p to its
     forward neighbour in direction k at p*K + k, -1 where there is none.
     """
-    nb_np = np.asarray(nb)
+    nb_np = np.asarray(<const int[:g.N * g.K]>g.nb)
     slots = np.flatnonzero(nb_np >= 0).astype(np.intc)
-    tails = (slots // K).astype(np.intc)
+    tails = (slots // g.K).astype(np.intc)
     heads = nb_np[slots].astype(np.intc)
-    ws = _CutWorkspace(H * W, tails, heads)
-    fwd_arc = np.full(H * W * K, -1, dtype=np.intc)
+    ws = _CutWorkspace(g.N, tails, heads)
+    fwd_arc = np.full(g.N * g.K, -1, dtype=np.intc)
     fwd_arc[slots] = ws.arc_of_edge[: slots.shape[0]]
     return ws, fwd_arc
 
@@ -162,68 +203,59 @@ cdef void _build_move(
     """Binary graph of a move: free pixel p takes lab1[p] when cut to the sink.
 
     Fixed pixels keep lab0[p].  Each pairwise table (A, B, C, D) over the two
-    choices is split as in Kolmogorov & Zabih (2004) with the non-submodular
-    part shared equally between the two arcs.
+    choices is split as in Kolmogorov & Zabih (2004), the non-submodular part
+    shared equally between the two arcs.
     """
     cdef int p, q, k, a, K = g.K, L = g.L, l0p, l1p, l0q, l1q
     cdef double w, A, B, C, D, half
     cdef const double* V = g.V
+    memset(bk.rcap, 0, bk.n_arcs * sizeof(double))
     for p in range(g.N):
         if free_[p]:
-            bk.tr[p] = g.unary[p * L + lab1[p]] - g.unary[p * L + lab0[p]]
+            bk.tr[p] = _u(g, p, lab1[p]) - _u(g, p, lab0[p])
         else:
             bk.tr[p] = 0.0
     for p in range(g.N):
+        l0p = lab0[p]
+        l1p = lab1[p]
         for k in range(K):
             q = g.nb[p * K + k]
-            if q < 0:
+            if q < 0 or not (free_[p] or free_[q]):
                 continue
-            a = fwd_arc[p * K + k]
-            bk.rcap[a] = 0.0
-            bk.rcap[bk.sister[a]] = 0.0
             w = g.wt[p * K + k]
-            if w == 0.0 or not (free_[p] or free_[q]):
+            if w == 0.0:
                 continue
-            l0p = lab0[p]
-            l1p = lab1[p]
             l0q = lab0[q]
-            l1q = lab1[q]
             A = V[l0p * L + l0q]
-            if free_[p] and free_[q]:
-                B = V[l0p * L + l1q]
-                C = V[l1p * L + l0q]
-                D = V[l1p * L + l1q]
-                half = 0.5 * (B + C - A - D)
-                if half < 0.0:
-                    half = 0.0
-                bk.tr[p] += w * (C - A - half)
-                bk.tr[q] += w * (B - A - half)
-                bk.rcap[a] = w * half
-                bk.rcap[bk.sister[a]] = w * half
-            elif free_[p]:
+            if not free_[q]:
                 bk.tr[p] += w * (V[l1p * L + l0q] - A)
-            else:
+                continue
+            l1q = lab1[q]
+            if not free_[p]:
                 bk.tr[q] += w * (V[l0p * L + l1q] - A)
-
-
-cdef void _solve_move(
-    const Grid* g, const int* lab0, const int* lab1, const unsigned char* free_,
-    const int* fwd_arc, BKGraph* bk, int* out,
-) noexcept nogil:
-    cdef int p
-    _build_move(g, lab0, lab1, free_, fwd_arc, bk)
-    bk_maxflow(bk)
-    for p in range(g.N):
-        out[p] = lab1[p] if free_[p] and bk_in_sink(bk, p) else lab0[p]
+                continue
+            B = V[l0p * L + l1q]
+            C = V[l1p * L + l0q]
+            D = V[l1p * L + l1q]
+            half = 0.5 * (B + C - A - D)
+            if half < 0.0:
+                half = 0.0
+            bk.tr[p] += w * (C - A - half)
+            bk.tr[q] += w * (B - A - half)
+            a = fwd_arc[p * K + k]
+            bk.rcap[a] = w * half
+            bk.rcap[bk.sister[a]] = w * half
 
 
 def graphcut(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
              int H, int W):
-    """Exact minimum of a two-label submodular energy; returns (labels, energy)."""
-    nb_arr, nbb_arr = _neighbours(H, W, wt.shape[1])
-    cdef int[::1] nb = nb_arr, nbb = nbb_arr
-    cdef Grid g = _make_grid(unary, wt, V, nb, nbb, H, W)
-    ws_obj, fwd_arr = _grid_workspace(H, W, g.K, nb)
+    """Exact minimum of a two-label submodular energy; returns (labels, energy).
+
+    ``unary`` is label-major (2, N).
+    """
+    cdef _GridData data = _GridData(unary, True, wt, V, H, W)
+    cdef Grid* g = &data.g
+    ws_obj, fwd_arr = _grid_workspace(g)
     cdef _CutWorkspace ws = ws_obj
     zeros = np.zeros(g.N, dtype=np.intc)
     ones = np.ones(g.N, dtype=np.intc)
@@ -232,9 +264,13 @@ def graphcut(const double[:, ::1] unary, const double[:, ::1] wt, const double[:
     cdef int[::1] lab0 = zeros, lab1 = ones, out = out_arr, fwd = fwd_arr
     cdef unsigned char[::1] free_ = free_arr
     cdef double e
+    cdef int p
     with nogil:
-        _solve_move(&g, &lab0[0], &lab1[0], &free_[0], &fwd[0], &ws.g, &out[0])
-        e = _energy(&g, &out[0])
+        _build_move(g, &lab0[0], &lab1[0], &free_[0], &fwd[0], &ws.g)
+        bk_maxflow(&ws.g)
+        for p in range(g.N):
+            out[p] = bk_in_sink(&ws.g, p)
+        e = _energy(g, &out[0])
     return out_arr, e
 
 
@@ -242,14 +278,15 @@ def move_making(const double[:, ::1] unary, const double[:, ::1] wt, const doubl
                 int H, int W, int[::1] labels, bint swap, int max_iter, double tol):
     """Alpha-expansion (``swap`` False) or alpha-beta swap (True) in place.
 
-    One cycle tries every label (expansion) or every pair of labels (swap).
-    A move is kept only when it lowers the energy, so the energy never rises.
+    ``unary`` is label-major (L, N).  One cycle tries every label (expansion)
+    or every pair of labels (swap).  A move whose cut promises no gain is
+    skipped; otherwise it is kept only when the energy change, summed over
+    the pixels it relabels, is negative, so the energy never rises.
     Returns (energies per cycle with the start first, n_iter, converged).
     """
-    nb_arr, nbb_arr = _neighbours(H, W, wt.shape[1])
-    cdef int[::1] nb = nb_arr, nbb = nbb_arr
-    cdef Grid g = _make_grid(unary, wt, V, nb, nbb, H, W)
-    ws_obj, fwd_arr = _grid_workspace(H, W, g.K, nb)
+    cdef _GridData data = _GridData(unary, True, wt, V, H, W)
+    cdef Grid* g = &data.g
+    ws_obj, fwd_arr = _grid_workspace(g)
     cdef _CutWorkspace ws = ws_obj
     cdef int N = g.N, L = g.L
     if swap:
@@ -258,20 +295,21 @@ def move_making(const double[:, ::1] unary, const double[:, ::1] wt, const doubl
         firsts, seconds = np.arange(L), np.arange(L)
     first_arr = firsts.astype(np.intc)
     second_arr = seconds.astype(np.intc)
-    lab0_arr = np.empty(N, dtype=np.intc)
-    lab1_arr = np.empty(N, dtype=np.intc)
-    cand_arr = np.empty(N, dtype=np.intc)
+    int_arrays = [np.empty(N, dtype=np.intc) for _ in range(4)]
     free_arr = np.empty(N, dtype=np.uint8)
     history_arr = np.zeros(max_iter + 1, dtype=np.float64)
-    cdef int[::1] lab0 = lab0_arr, lab1 = lab1_arr, cand = cand_arr, fwd = fwd_arr
+    cdef int[::1] lab0 = int_arrays[0], lab1 = int_arrays[1], prev = int_arrays[2]
+    cdef int[::1] changed = int_arrays[3], fwd = fwd_arr
     cdef int[::1] move_first = first_arr, move_second = second_arr
     cdef unsigned char[::1] free_ = free_arr
     cdef double[::1] history = history_arr
-    cdef int it, m, alpha, beta, p, n_iter = 0, n_moves = first_arr.shape[0]
+    cdef int it, m, i, alpha, beta, p, new, n_changed, n_iter = 0
+    cdef int n_moves = first_arr.shape[0]
     cdef bint converged = False
-    cdef double energy, start, new_energy
+    cdef double energy, start, delta, flow
     with nogil:
-        energy = _energy(&g, &labels[0])
+        memcpy(&prev[0], &labels[0], N * sizeof(int))
+        energy = _energy(g, &labels[0])
         history[0] = energy
         for it in range(max_iter):
             start = energy
@@ -280,18 +318,36 @@ def move_making(const double[:, ::1] unary, const double[:, ::1] wt, const doubl
                 beta = move_second[m]
                 for p in range(N):
                     if swap:
-                        # free pixels go to alpha on the source side, beta on the sink side
+                        # free pixels: alpha on the source side, beta on the sink side
                         free_[p] = labels[p] == alpha or labels[p] == beta
                         lab0[p] = alpha if free_[p] else labels[p]
                     else:
                         free_[p] = labels[p] != alpha
                         lab0[p] = labels[p]
                     lab1[p] = beta
-                _solve_move(&g, &lab0[0], &lab1[0], &free_[0], &fwd[0], &ws.g, &cand[0])
-                new_energy = _energy(&g, &cand[0])
-                if new_energy < energy:
-                    energy = new_energy
-                    memcpy(&labels[0], &cand[0], N * sizeof(int))
+                _build_move(g, &lab0[0], &lab1[0], &free_[0], &fwd[0], &ws.g)
+                flow = bk_maxflow(&ws.g)
+                # the cut's energy is the current one plus flow - sink_total
+                if ws.g.sink_total - flow <= 1e-12 * fabs(energy):
+                    continue
+                n_changed = 0
+                for p in range(N):
+                    new = lab1[p] if free_[p] and bk_in_sink(&ws.g, p) else lab0[p]
+                    if new != labels[p]:
+                        labels[p] = new
+                        changed[n_changed] = p
+                        n_changed += 1
+                delta = _change_energy(g, &changed[0], n_changed, &prev[0], &labels[0])
+                for i in range(n_changed):
+                    p = changed[i]
+                    if delta < 0.0:
+                        prev[p] = labels[p]
+                    else:
+                        labels[p] = prev[p]
+                if delta < 0.0:
+                    energy += delta
+            # re-sum, so rounding in the per-move changes does not accumulate
+            energy = _energy(g, &labels[0])
             n_iter = it + 1
             history[n_iter] = energy
             if start - energy <= tol * fabs(start):
@@ -324,37 +380,25 @@ def maxflow(int n_nodes, const int[::1] tails, const int[::1] heads, const doubl
     return flow, side_arr
 
 
-# ------------------------------------------------------------------ ICM, energy
-
-def energy(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
-           int H, int W, const int[::1] labels):
-    """Energy of a labelling, accumulated in float64."""
-    nb_arr, nbb_arr = _neighbours(H, W, wt.shape[1])
-    cdef int[::1] nb = nb_arr, nbb = nbb_arr
-    cdef Grid g = _make_grid(unary, wt, V, nb, nbb, H, W)
-    cdef double e
-    with nogil:
-        e = _energy(&g, &labels[0])
-    return e
-
+# ------------------------------------------------------------------------ ICM
 
 def icm(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
         int H, int W, int[::1] labels, int max_iter, double tol):
     """Iterated conditional modes in raster order, in place.
 
-    A pixel changes only to a strictly cheaper label given its neighbours.
-    Returns (energies per sweep with the start first, n_iter, converged).
+    ``unary`` is node-major (N, L).  A pixel changes only to a strictly cheaper
+    label given its neighbours.  Returns (energies per sweep with the start
+    first, n_iter, converged).
     """
-    nb_arr, nbb_arr = _neighbours(H, W, wt.shape[1])
-    cdef int[::1] nb = nb_arr, nbb = nbb_arr
-    cdef Grid g = _make_grid(unary, wt, V, nb, nbb, H, W)
+    cdef _GridData data = _GridData(unary, False, wt, V, H, W)
+    cdef Grid* g = &data.g
     history_arr = np.zeros(max_iter + 1, dtype=np.float64)
     cdef double[::1] history = history_arr
     cdef int N = g.N, K = g.K, L = g.L, it, p, k, q, x, best, changes, n_iter = 0
     cdef double cost, best_cost, energy, start
     cdef bint converged = False
     with nogil:
-        energy = _energy(&g, &labels[0])
+        energy = _energy(g, &labels[0])
         history[0] = energy
         for it in range(max_iter):
             start = energy
@@ -363,7 +407,7 @@ def icm(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1
                 best = labels[p]
                 best_cost = INFINITY
                 for x in range(L):
-                    cost = g.unary[p * L + x]
+                    cost = _u(g, p, x)
                     for k in range(K):
                         q = g.nb[p * K + k]
                         if q >= 0:
@@ -371,17 +415,14 @@ def icm(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1
                         q = g.nbb[p * K + k]
                         if q >= 0:
                             cost += g.wt[q * K + k] * g.V[labels[q] * L + x]
-                    if x == labels[p]:
-                        if cost <= best_cost:
-                            best_cost = cost
-                            best = x
-                    elif cost < best_cost:
+                    # ties keep the current label
+                    if cost < best_cost or (cost == best_cost and x == labels[p]):
                         best_cost = cost
                         best = x
                 if best != labels[p]:
                     labels[p] = best
                     changes += 1
-            energy = _energy(&g, &labels[0])
+            energy = _energy(g, &labels[0])
             n_iter = it + 1
             history[n_iter] = energy
             if changes == 0 or start - energy <= tol * fabs(start):
@@ -464,13 +505,29 @@ cdef double _message(
                     k += 1
                 v = a * (y - env_v[k]) * (y - env_v[k]) + h[env_v[k]]
                 out[y] = v if v < limit else limit
-    v = INFINITY
-    for y in range(L):
-        if out[y] < v:
-            v = out[y]
+    if kind == PAIR_GENERAL:
+        v = INFINITY
+        for y in range(L):
+            if out[y] < v:
+                v = out[y]
+    else:
+        # V[x, x] = 0 <= V[x, y], so the smallest entry is h's own minimum
+        v = hmin
     for y in range(L):
         out[y] -= v
     return v
+
+
+cdef inline void _belief(const Grid* g, const double* Mp, int p, int S, double* theta
+                         ) noexcept nogil:
+    """theta = unary of p plus the S messages into p (node-major unary)."""
+    cdef int s, x, L = g.L
+    cdef const double* u = &g.unary[p * L]
+    for x in range(L):
+        theta[x] = u[x]
+    for s in range(S):
+        for x in range(L):
+            theta[x] += Mp[s * L + x]
 
 
 def trws(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
@@ -478,20 +535,22 @@ def trws(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::
          int[::1] labels, bint have_init, int max_iter, double tol):
     """Sequential tree-reweighted message passing (Kolmogorov 2006).
 
-    The grid is covered by K families of monotonic chains (rows, columns and,
-    for 8-connectivity, both diagonals), each pixel lying on one chain of each
-    family, so every pixel weight is 1/K.  The lower bound is the sum of the
-    chain minima, read off the forward pass: with fresh forward messages the
-    min-sum dynamic programme along a chain equals the normalisation shifts of
-    its messages plus the minimum of its last pixel's belief / K.
+    ``unary`` is node-major (N, L); ``Vt`` is ``V`` transposed, for messages
+    sent backwards along an edge.  The grid is covered by K families of
+    monotonic chains (rows, columns and, for 8-connectivity, both diagonals),
+    each pixel lying on one chain of each family, so every pixel weight is
+    1/K.  The lower bound is the sum of the chain minima, read off the forward
+    pass: with fresh forward messages the min-sum dynamic programme along a
+    chain equals the shifts that normalised its messages plus the minimum of
+    its last pixel's belief / K.  The forward pass also labels each pixel
+    given its labelled predecessors and the messages from its successors.
 
     ``labels`` receives the best labelling seen (the initial one counts when
     ``have_init``).  Returns (energy, bound, energy history, bound history,
     n_iter, converged).
     """
-    nb_arr, nbb_arr = _neighbours(H, W, wt.shape[1])
-    cdef int[::1] nb = nb_arr, nbb = nbb_arr
-    cdef Grid g = _make_grid(unary, wt, V, nb, nbb, H, W)
+    cdef _GridData data = _GridData(unary, False, wt, V, H, W)
+    cdef Grid* g = &data.g
     cdef int N = g.N, K = g.K, L = g.L, S = 2 * g.K
     messages_arr = np.zeros((N, S, L), dtype=np.float64)
     buffers = np.zeros((4, L + 1), dtype=np.float64)
@@ -510,29 +569,27 @@ def trws(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::
     cdef double gamma = 1.0 / K
     cdef double best_energy = INFINITY, best_bound = -INFINITY, bound, e, tmin, scale
     cdef double prev_bound = -INFINITY
-    cdef int it, p, q, k, s, x, best, n_iter = 0
+    cdef int it, p, q, k, x, best, n_iter = 0
     cdef bint converged = False
     cdef const double* Mp
+    cdef const double* Vrow
     with nogil:
         if have_init:
-            best_energy = _energy(&g, &labels[0])
+            best_energy = _energy(g, &labels[0])
         for it in range(max_iter):
             bound = 0.0
             for p in range(N):
                 Mp = &M[p, 0, 0]
+                _belief(g, Mp, p, S, theta)
+                # label p given its labelled predecessors and its successors' messages
                 for x in range(L):
-                    theta[x] = g.unary[p * L + x]
                     cost[x] = theta[x]
-                for s in range(S):
-                    for x in range(L):
-                        theta[x] += Mp[s * L + x]
                 for k in range(K):
-                    for x in range(L):
-                        cost[x] += Mp[k * L + x]
                     q = g.nbb[p * K + k]
                     if q >= 0:
+                        Vrow = &g.V[current[q] * L]
                         for x in range(L):
-                            cost[x] += g.wt[q * K + k] * g.V[current[q] * L + x]
+                            cost[x] += g.wt[q * K + k] * Vrow[x] - Mp[(K + k) * L + x]
                 best = 0
                 for x in range(1, L):
                     if cost[x] < cost[best]:
@@ -551,7 +608,7 @@ def trws(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::
                         h[x] = gamma * theta[x] - Mp[k * L + x]
                     bound += _message(kind, g.wt[p * K + k], c0, cap, &V[0, 0], L, h,
                                       &M[q, K + k, 0], &env_v[0], env_z)
-            e = _energy(&g, &current[0])
+            e = _energy(g, &current[0])
             if e < best_energy:
                 best_energy = e
                 memcpy(&labels[0], &current[0], N * sizeof(int))
@@ -568,11 +625,7 @@ def trws(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::
             prev_bound = best_bound
             for p in range(N - 1, -1, -1):
                 Mp = &M[p, 0, 0]
-                for x in range(L):
-                    theta[x] = g.unary[p * L + x]
-                for s in range(S):
-                    for x in range(L):
-                        theta[x] += Mp[s * L + x]
+                _belief(g, Mp, p, S, theta)
                 for k in range(K):
                     q = g.nbb[p * K + k]
                     if q < 0:

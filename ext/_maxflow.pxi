@@ -26,6 +26,8 @@ cdef enum:
 
 cdef struct BKGraph:
     int n_nodes
+    int n_arcs
+    double sink_total    # sum of the sink capacities, set by bk_maxflow
     int* first          # (n_nodes + 1,) arcs of node i are first[i] .. first[i+1]-1
     int* head           # (n_arcs,) node an arc points to
     int* sister         # (n_arcs,) the reverse arc
@@ -213,6 +215,7 @@ cdef double bk_maxflow(BKGraph* g) noexcept nogil:
     g.orphan_first = 0
     g.orphan_count = 0
     g.time = 0
+    g.sink_total = 0.0
     for i in range(n):
         g.next_active[i] = -1
         g.ts[i] = 0
@@ -221,6 +224,8 @@ cdef double bk_maxflow(BKGraph* g) noexcept nogil:
         g.parent[i] = BK_FREE
         if g.tr[i] != 0.0:
             g.is_sink[i] = g.tr[i] < 0.0
+            if g.is_sink[i]:
+                g.sink_total -= g.tr[i]
             g.parent[i] = BK_TERMINAL
             g.dist[i] = 1
             _bk_set_active(g, i)

@@ -265,7 +265,7 @@ class GridCRF:
         return method
 
     def _prepare(self, unary: Any) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """Validate ``unary``; return it as (N, L) float64, the (N, K) weights, H, W."""
+        """Validate ``unary``; return it as (L, N) float64, the (N, K) weights, H, W."""
         check_array("unary", unary, allow_tensor=False)
         check_floating_dtype("unary", unary)
         check_ndim("unary", unary, 3, "(L, H, W) with labels first")
@@ -287,10 +287,10 @@ class GridCRF:
                 f"{shape_of(unary)} (H, W) = ({height}, {width})"
             )
         check_finite("unary", unary)
-        node_major = np.ascontiguousarray(
-            np.moveaxis(unary, 0, -1).reshape(height * width, num_labels), dtype=np.float64
+        label_major = np.ascontiguousarray(
+            unary.reshape(num_labels, height * width), dtype=np.float64
         )
-        return node_major, self._weights(height, width), height, width
+        return label_major, self._weights(height, width), height, width
 
     def _weights(self, height: int, width: int) -> np.ndarray:
         """Edge weights as the kernel wants them: (N, K), K per forward direction."""
@@ -369,24 +369,25 @@ class GridCRF:
             max_iter = _DEFAULT_MAX_ITER[method]
         max_iter = check_int("max_iter", max_iter, low=1)
         tol = check_number("tol", tol, low=0.0)
-        unary_nl, wt, height, width = self._prepare(unary)
+        unary_ln, wt, height, width = self._prepare(unary)
         if init is not None:
             labels = self._check_labels("init", init, height, width).copy()
         else:
-            labels = np.ascontiguousarray(unary_nl.argmin(axis=1), dtype=np.intc)
+            labels = np.ascontiguousarray(unary_ln.argmin(axis=0), dtype=np.intc)
         matrix = np.ascontiguousarray(self.pairwise.matrix, dtype=np.float64)
         bound_history = None
         if method == "graphcut":
-            labels, energy = _grid.graphcut(unary_nl, wt, matrix, height, width)
+            labels, energy = _grid.graphcut(unary_ln, wt, matrix, height, width)
             history = np.array([energy])
             lower_bound, n_iter, converged = energy, 1, True
         elif method in ("expansion", "swap", "icm"):
             if method == "icm":
                 history, n_iter, converged = _grid.icm(
-                    unary_nl, wt, matrix, height, width, labels, max_iter, tol)
+                    np.ascontiguousarray(unary_ln.T), wt, matrix, height, width, labels,
+                    max_iter, tol)
             else:
                 history, n_iter, converged = _grid.move_making(
-                    unary_nl, wt, matrix, height, width, labels, method == "swap", max_iter, tol)
+                    unary_ln, wt, matrix, height, width, labels, method == "swap", max_iter, tol)
             energy, lower_bound = float(history[-1]), None
         else:
             kind = self.pairwise.kind
@@ -394,7 +395,8 @@ class GridCRF:
             # the cost's value where it stops growing (a zero cost has none to add)
             cap = weight * self.pairwise.truncation if weight > 0 else 0.0
             energy, lower_bound, history, bound_history, n_iter, converged = _grid.trws(
-                unary_nl, wt, matrix, np.ascontiguousarray(matrix.T), height, width,
+                np.ascontiguousarray(unary_ln.T), wt, matrix, np.ascontiguousarray(matrix.T),
+                height, width,
                 _KIND_CODES[kind], weight, cap, labels, init is not None, max_iter, tol)
         return GridCRFResult(
             labels=np.asarray(labels, dtype=np.int32).reshape(height, width),
@@ -429,10 +431,10 @@ class GridCRF:
         >>> GridCRF(potts(2, 1.5)).energy(np.array([[0, 1, 1]]), unary)
         1.5
         """
-        unary_nl, wt, height, width = self._prepare(unary)
+        unary_ln, wt, height, width = self._prepare(unary)
         flat = self._check_labels("labels", labels, height, width)
         matrix = np.ascontiguousarray(self.pairwise.matrix, dtype=np.float64)
-        return float(_grid.energy(unary_nl, wt, matrix, height, width, flat))
+        return float(_grid.energy(unary_ln, wt, matrix, height, width, flat))
 
 
 def _check_edge_weights(edge_weights: Any, connectivity: int) -> tuple[np.ndarray, ...]:

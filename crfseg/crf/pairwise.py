@@ -97,6 +97,27 @@ class Pairwise:
     truncation: float
     matrix: np.ndarray = field(repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        check_choice("kind", self.kind, _KINDS)
+        check_int("num_labels", self.num_labels, low=2)
+        check_array("matrix", self.matrix, allow_tensor=False)
+        shape = (self.num_labels, self.num_labels)
+        if self.matrix.shape != shape or self.matrix.dtype != np.float64:
+            raise ValueError(
+                f"matrix must be a float64 array of shape {shape} for num_labels="
+                f"{self.num_labels}, got {self.matrix.dtype} of shape {self.matrix.shape}"
+            )
+        check_finite("matrix", self.matrix)
+        if self.kind != "general":
+            expected = _structured_matrix(self.kind, self.num_labels, self.weight,
+                                          self.truncation)
+            if not np.array_equal(expected, self.matrix):
+                raise ValueError(
+                    f"matrix is not the {self.kind} cost with weight={self.weight:g} and "
+                    f"truncation={self.truncation:g}; build it with {self.kind}() or use "
+                    "kind='general'"
+                )
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self.matrix if dtype is None else self.matrix.astype(dtype)
 
@@ -113,16 +134,21 @@ def _check_truncation(truncation: Any) -> float:
     return check_number("truncation", truncation, low=0.0, low_inclusive=False)
 
 
-def _structured(kind: str, num_labels: int, weight: float, truncation: float,
-                distance: np.ndarray) -> Pairwise:
-    matrix = weight * np.minimum(distance, truncation)
+def _structured_matrix(kind: str, num_labels: int, weight: float, truncation: float
+                       ) -> np.ndarray:
+    labels = np.arange(num_labels, dtype=np.float64)
+    distance = np.abs(labels[:, None] - labels[None, :])
+    if kind == "potts":
+        distance = (distance > 0).astype(np.float64)
+    elif kind == "truncated_quadratic":
+        distance = distance**2
+    return weight * np.minimum(distance, truncation)
+
+
+def _structured(kind: str, num_labels: int, weight: float, truncation: float) -> Pairwise:
+    matrix = _structured_matrix(kind, num_labels, weight, truncation)
     matrix.setflags(write=False)
     return Pairwise(kind, num_labels, weight, truncation, matrix)
-
-
-def _label_distance(num_labels: int) -> np.ndarray:
-    labels = np.arange(num_labels, dtype=np.float64)
-    return np.abs(labels[:, None] - labels[None, :])
 
 
 def potts(num_labels: int, weight: float) -> Pairwise:
@@ -155,8 +181,7 @@ def potts(num_labels: int, weight: float) -> Pairwise:
     """
     num_labels = _check_num_labels(num_labels)
     weight = check_number("weight", weight, low=0.0)
-    return _structured("potts", num_labels, weight, 1.0,
-                       (_label_distance(num_labels) > 0).astype(np.float64))
+    return _structured("potts", num_labels, weight, 1.0)
 
 
 def truncated_linear(num_labels: int, weight: float, truncation: float = math.inf) -> Pairwise:
@@ -193,8 +218,7 @@ def truncated_linear(num_labels: int, weight: float, truncation: float = math.in
     num_labels = _check_num_labels(num_labels)
     weight = check_number("weight", weight, low=0.0)
     truncation = _check_truncation(truncation)
-    return _structured("truncated_linear", num_labels, weight, truncation,
-                       _label_distance(num_labels))
+    return _structured("truncated_linear", num_labels, weight, truncation)
 
 
 def truncated_quadratic(
@@ -234,29 +258,30 @@ def truncated_quadratic(
     num_labels = _check_num_labels(num_labels)
     weight = check_number("weight", weight, low=0.0)
     truncation = _check_truncation(truncation)
-    return _structured("truncated_quadratic", num_labels, weight, truncation,
-                       _label_distance(num_labels) ** 2)
+    return _structured("truncated_quadratic", num_labels, weight, truncation)
 
 
 def _recognise(matrix: np.ndarray) -> Pairwise:
     """Find the structure of a cost matrix, so fast messages apply to it too."""
     num_labels = matrix.shape[0]
     weight = float(matrix[0, 1])
-    cap = float(matrix.max())
-    scale = max(float(np.abs(matrix).max()), 1e-300)
     if weight > 0.0 and np.all(np.diag(matrix) == 0.0):
-        distance = _label_distance(num_labels)
-        candidates = (
-            ("potts", (distance > 0).astype(np.float64), 1.0),
-            ("truncated_linear", distance, cap / weight),
-            ("truncated_quadratic", distance**2, cap / weight),
-        )
-        for kind, dist, truncation in candidates:
-            if np.allclose(weight * np.minimum(dist, truncation), matrix, rtol=0.0,
-                           atol=1e-12 * scale):
-                if truncation >= dist.max():
-                    truncation = 1.0 if kind == "potts" else math.inf
-                return _structured(kind, num_labels, weight, truncation, dist)
+        biggest = float(matrix.max())
+        ratio = biggest / weight
+        for kind, truncation, untruncated_above in (
+            ("potts", 1.0, math.inf),
+            ("truncated_linear", ratio, num_labels - 1.0),
+            ("truncated_linear", float(round(ratio)), num_labels - 1.0),
+            ("truncated_quadratic", ratio, (num_labels - 1.0) ** 2),
+            ("truncated_quadratic", float(round(ratio)), (num_labels - 1.0) ** 2),
+        ):
+            if truncation >= untruncated_above:
+                truncation = math.inf
+            if truncation <= 0.0:
+                continue
+            candidate = _structured_matrix(kind, num_labels, weight, truncation)
+            if np.array_equal(candidate, matrix):
+                return _structured(kind, num_labels, weight, truncation)
     frozen = matrix.copy()
     frozen.setflags(write=False)
     return Pairwise("general", num_labels, math.nan, math.nan, frozen)

@@ -1,0 +1,474 @@
+"""GridCRF energy minimisation (crfseg.crf.grid) against brute force and NumPy oracles."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import sparse
+from scipy.sparse.csgraph import maximum_flow
+
+from crfseg.crf import (
+    GridCRF,
+    GridCRFResult,
+    Pairwise,
+    contrast_weights,
+    maxflow,
+    potts,
+    truncated_linear,
+    truncated_quadratic,
+)
+from crfseg.crf.pairwise import default_edge_weights
+
+# (first pixel, second pixel) slices of every edge direction, in weight-array order
+EDGE_SLICES = [
+    ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+    ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+    ((slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None))),
+    ((slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1))),
+]
+
+
+def numpy_energy(unary, labels, matrix, weights):
+    """Energy of one labelling (H, W) or a batch (B, H, W), in plain NumPy."""
+    unary = np.asarray(unary, dtype=np.float64)
+    _, height, width = unary.shape
+    rows, cols = np.indices((height, width))
+    energy = unary[labels, rows, cols].sum(axis=(-2, -1))
+    for (first, second), w in zip(EDGE_SLICES, weights):
+        a = labels[(Ellipsis, *first)]
+        b = labels[(Ellipsis, *second)]
+        energy = energy + (w * matrix[a, b]).sum(axis=(-2, -1))
+    return energy
+
+
+def all_labellings(num_labels, height, width):
+    grid = itertools.product(range(num_labels), repeat=height * width)
+    return np.array(list(grid), dtype=np.int64).reshape(-1, height, width)
+
+
+def random_cost(rng, kind, num_labels):
+    if kind == "potts":
+        return potts(num_labels, float(rng.uniform(0.5, 2.0)))
+    if kind == "linear":
+        return truncated_linear(num_labels, float(rng.uniform(0.5, 2.0)), 1.5)
+    if kind == "quadratic":
+        return truncated_quadratic(num_labels, float(rng.uniform(0.5, 2.0)), 2.0)
+    if kind == "submodular":
+        a, d = rng.normal(size=2)
+        b, c = rng.normal(size=2) + abs(a + d) + 0.5
+        return np.array([[a, b], [c, d]])
+    return rng.normal(size=(num_labels, num_labels)) * 1.5
+
+
+def random_weights(rng, height, width, connectivity):
+    return tuple(
+        rng.uniform(0.0, 2.0, w.shape) for w in default_edge_weights(height, width, connectivity)
+    )
+
+
+def random_problem(rng, kind, num_labels, height, width, connectivity):
+    cost = random_cost(rng, kind, num_labels)
+    weights = random_weights(rng, height, width, connectivity)
+    crf = GridCRF(cost, connectivity=connectivity, edge_weights=weights)
+    unary = rng.normal(size=(num_labels, height, width))
+    return crf, unary, weights
+
+
+def brute_force_minimum(crf, unary, weights):
+    labellings = all_labellings(crf.num_labels, unary.shape[1], unary.shape[2])
+    return numpy_energy(unary, labellings, crf.pairwise.matrix, weights).min()
+
+
+# ------------------------------------------------------------------- energy
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_weights", [True, False])
+def test_energy_matches_numpy(rng, connectivity, dtype, with_weights):
+    height, width, num_labels = 9, 13, 5
+    matrix = rng.normal(size=(num_labels, num_labels))
+    if with_weights:
+        weights = random_weights(rng, height, width, connectivity)
+    else:
+        weights = default_edge_weights(height, width, connectivity)
+    crf = GridCRF(matrix, connectivity=connectivity,
+                  edge_weights=weights if with_weights else None)
+    unary = rng.normal(size=(num_labels, height, width)).astype(dtype)
+    for _ in range(3):
+        labels = rng.integers(0, num_labels, (height, width))
+        expected = numpy_energy(unary, labels, matrix, weights)
+        assert crf.energy(labels, unary) == pytest.approx(expected, rel=1e-12)
+
+
+def test_diagonal_edge_convention():
+    # only the anti-diagonal edge (0, 1)-(1, 0) is weighted; V is asymmetric
+    matrix = np.array([[0.0, 1.0], [10.0, 0.0]])
+    zeros = np.zeros((1, 1))
+    crf = GridCRF(matrix, connectivity=8,
+                  edge_weights=(np.zeros((2, 1)), np.zeros((1, 2)), zeros, np.full((1, 1), 3.0)))
+    unary = np.zeros((2, 2, 2))
+    assert crf.energy(np.array([[0, 1], [0, 0]]), unary) == 30.0  # V[1, 0] * 3
+    assert crf.energy(np.array([[0, 0], [1, 0]]), unary) == 3.0  # V[0, 1] * 3
+    default = GridCRF(potts(2, 1.0), connectivity=8)
+    assert default.energy(np.array([[0, 1], [1, 1]]), unary) == pytest.approx(2 + 1 / math.sqrt(2))
+
+
+# --------------------------------------------------------------- brute force
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_graphcut_is_exact(connectivity):
+    rng = np.random.default_rng(1)
+    for height, width in [(3, 3), (2, 4), (1, 5), (4, 3)]:
+        crf, unary, weights = random_problem(rng, "submodular", 2, height, width, connectivity)
+        result = crf.minimize(unary, method="graphcut")
+        optimum = brute_force_minimum(crf, unary, weights)
+        assert result.energy == pytest.approx(optimum, abs=1e-9)
+        assert result.lower_bound == result.energy
+        assert crf.energy(result.labels, unary) == pytest.approx(result.energy, abs=1e-12)
+        assert result.labels.dtype == np.int32 and result.labels.shape == (height, width)
+
+
+@pytest.mark.parametrize("kind", ["potts", "linear", "quadratic", "general"])
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_trws_bound_brackets_every_method(kind, connectivity):
+    rng = np.random.default_rng(2)
+    for num_labels in (2, 3):
+        crf, unary, weights = random_problem(rng, kind, num_labels, 3, 3, connectivity)
+        optimum = brute_force_minimum(crf, unary, weights)
+        trws = crf.minimize(unary, method="trws", tol=0.0, max_iter=30)
+        assert trws.lower_bound <= optimum + 1e-9
+        methods = ["trws", "icm"]
+        if crf._swap_violation is None:
+            methods.append("swap")
+        if crf._expansion_violation is None:
+            methods.append("expansion")
+        for method in methods:
+            result = crf.minimize(unary, method=method)
+            assert result.energy >= optimum - 1e-9, method
+            assert crf.energy(result.labels, unary) == pytest.approx(result.energy, abs=1e-9)
+
+
+def test_trws_bound_is_below_the_minimum_on_frustrated_grids():
+    rng = np.random.default_rng(3)
+    loose = 0
+    for trial in range(8):
+        crf, unary, weights = random_problem(rng, "general", 3, 3, 3, 4 + 4 * (trial % 2))
+        optimum = brute_force_minimum(crf, unary, weights)
+        result = crf.minimize(unary, method="trws", tol=0.0, max_iter=40)
+        assert result.lower_bound <= optimum + 1e-9
+        assert result.energy >= optimum - 1e-9
+        loose += result.lower_bound < optimum - 1e-6
+    assert loose > 0  # the problems really are frustrated, so the bound is tested
+
+
+def test_trws_is_exact_on_a_chain():
+    rng = np.random.default_rng(4)
+    for kind in ("potts", "quadratic", "general"):
+        crf, unary, weights = random_problem(rng, kind, 3, 1, 8, 4)
+        optimum = brute_force_minimum(crf, unary, weights)
+        result = crf.minimize(unary, method="trws")
+        assert result.lower_bound == pytest.approx(optimum, abs=1e-9)
+        assert result.energy == pytest.approx(optimum, abs=1e-9)
+        assert result.converged
+
+
+def test_expansion_on_potts_is_within_twice_the_optimum():
+    rng = np.random.default_rng(5)
+    for connectivity in (4, 8):
+        for _ in range(4):
+            crf, unary, weights = random_problem(rng, "potts", 3, 3, 3, connectivity)
+            unary = np.abs(unary)  # the factor 2 holds for non-negative energies
+            optimum = brute_force_minimum(crf, unary, weights)
+            result = crf.minimize(unary, method="expansion")
+            assert optimum - 1e-9 <= result.energy <= 2 * optimum + 1e-9
+
+
+@pytest.mark.parametrize("method", ["icm", "expansion", "swap", "trws"])
+def test_energy_never_rises(rng, method):
+    cost = truncated_linear(5, 1.0, 2) if method != "trws" else truncated_quadratic(5, 1.0, 4)
+    weights = random_weights(rng, 16, 20, 8)
+    crf = GridCRF(cost, connectivity=8, edge_weights=weights)
+    unary = rng.normal(size=(5, 16, 20)) * 2
+    result = crf.minimize(unary, method=method, tol=0.0)
+    history = result.energy_history
+    scale = abs(history[0])
+    assert np.all(np.diff(history) <= 1e-12 * scale)
+    assert history[-1] == result.energy
+    assert result.energy == pytest.approx(crf.energy(result.labels, unary), rel=1e-12)
+    if method == "trws":
+        assert np.all(np.diff(result.bound_history) >= -1e-9 * scale)
+        assert result.lower_bound <= result.energy
+    else:
+        assert result.energy < history[0]  # the start (argmin of unary) is improved on
+        assert len(history) == result.n_iter + 1
+
+
+@pytest.mark.parametrize("kind", ["potts", "linear", "quadratic"])
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_fast_messages_match_general_messages(rng, kind, connectivity):
+    """O(L) distance-transform messages equal the O(L^2) minimisation."""
+    structured = random_cost(rng, kind, 7)
+    general = Pairwise("general", 7, math.nan, math.nan, np.array(structured.matrix))
+    weights = random_weights(rng, 10, 12, connectivity)
+    unary = rng.normal(size=(7, 10, 12)) * 2
+    fast = GridCRF(structured, connectivity=connectivity, edge_weights=weights)
+    slow = GridCRF(general, connectivity=connectivity, edge_weights=weights)
+    a = fast.minimize(unary, method="trws", max_iter=15, tol=0.0)
+    b = slow.minimize(unary, method="trws", max_iter=15, tol=0.0)
+    np.testing.assert_allclose(a.bound_history, b.bound_history, rtol=1e-10)
+    np.testing.assert_allclose(a.energy_history, b.energy_history, rtol=1e-10)
+
+
+# ------------------------------------------------------------------ behaviour
+
+
+def test_denoising_recovers_a_piecewise_constant_image(rng):
+    truth = np.zeros((24, 24), dtype=int)
+    truth[:, 8:] = 1
+    truth[12:, 16:] = 2
+    truth[4:10, 2:6] = 3
+    levels = np.arange(4.0)
+    noisy = truth + rng.normal(0, 0.6, truth.shape)
+    unary = np.abs(noisy[None] - levels[:, None, None])
+    crf = GridCRF(truncated_linear(4, 0.6, 2))
+    start_errors = np.mean(unary.argmin(0) != truth)
+    for method in ("expansion", "swap", "trws", "icm"):
+        result = crf.minimize(unary, method=method)
+        assert np.mean(result.labels != truth) < start_errors / 3, method
+    exact = crf.minimize(unary, method="trws", max_iter=300, tol=0.0)
+    assert exact.relative_gap < 1e-3
+
+
+def test_auto_picks_the_method():
+    unary = np.zeros((2, 3, 3))
+    assert GridCRF(potts(2, 1.0)).minimize(unary).method == "graphcut"
+    assert GridCRF(potts(3, 1.0)).minimize(np.zeros((3, 3, 3))).method == "expansion"
+    assert GridCRF(truncated_quadratic(3, 1.0)).minimize(np.zeros((3, 3, 3))).method == "trws"
+    anti = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert GridCRF(anti).minimize(unary).method == "trws"
+
+
+def test_float32_and_float64_unaries_agree(rng):
+    unary = rng.normal(size=(4, 12, 12)).astype(np.float32)
+    crf = GridCRF(potts(4, 0.8), connectivity=8)
+    for method in ("expansion", "trws"):
+        a = crf.minimize(unary, method=method)
+        b = crf.minimize(unary.astype(np.float64), method=method)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert a.energy == b.energy
+
+
+def test_init_is_used(rng):
+    crf = GridCRF(potts(3, 1.0))
+    unary = rng.normal(size=(3, 10, 10))
+    best = crf.minimize(unary, method="trws", max_iter=100, tol=0.0)
+    again = crf.minimize(unary, method="expansion", init=best.labels)
+    assert again.energy <= best.energy
+    assert again.energy_history[0] == pytest.approx(best.energy)
+    icm = crf.minimize(unary, method="icm", init=np.zeros((10, 10), dtype=np.uint8))
+    assert icm.energy_history[0] == pytest.approx(crf.energy(np.zeros((10, 10), int), unary))
+    poor = np.zeros((10, 10), dtype=np.int64)
+    trws = crf.minimize(unary, method="trws", init=poor, max_iter=1)
+    assert trws.energy <= crf.energy(poor, unary)
+
+
+def test_contrast_weights_plug_in(rng):
+    image = np.zeros((12, 12, 3), dtype=np.uint8)
+    image[:, 6:] = 200
+    unary = rng.normal(0, 1, (2, 12, 12))
+    for connectivity in (4, 8):
+        crf = GridCRF(potts(2, 2.0), connectivity=connectivity,
+                      edge_weights=contrast_weights(image, connectivity=connectivity))
+        assert crf.grid_shape == (12, 12)
+        result = crf.minimize(unary)
+        assert result.gap == 0.0 and result.relative_gap == 0.0
+
+
+def test_result_fields():
+    result = GridCRF(potts(3, 1.0)).minimize(np.zeros((3, 2, 2)), method="icm")
+    assert isinstance(result, GridCRFResult)
+    assert result.lower_bound is None and result.gap is None and result.relative_gap is None
+    assert result.bound_history is None and result.converged and result.n_iter == 1
+
+
+# -------------------------------------------------------------------- max-flow
+
+
+def test_maxflow_matches_scipy():
+    rng = np.random.default_rng(6)
+    for _ in range(60):
+        n = int(rng.integers(2, 40))
+        m = int(rng.integers(0, 120))
+        edges = rng.integers(0, n, (m, 2))
+        edges = edges[edges[:, 0] != edges[:, 1]]
+        caps = rng.integers(0, 10, len(edges)).astype(float)
+        rev = rng.integers(0, 10, len(edges)).astype(float)
+        source = (rng.integers(0, 10, n) * (rng.random(n) < 0.4)).astype(float)
+        sink = (rng.integers(0, 10, n) * (rng.random(n) < 0.4)).astype(float)
+        flow, sink_side = maxflow(edges, caps, source, sink, reverse_capacities=rev)
+        dense = np.zeros((n + 2, n + 2), dtype=np.int64)
+        np.add.at(dense, (edges[:, 0], edges[:, 1]), caps.astype(np.int64))
+        np.add.at(dense, (edges[:, 1], edges[:, 0]), rev.astype(np.int64))
+        dense[n, :n] = source
+        dense[:n, n + 1] = sink
+        expected = maximum_flow(sparse.csr_matrix(dense), n, n + 1).flow_value
+        assert flow == expected
+        source_side = np.r_[~sink_side, True, False]
+        assert dense[source_side][:, ~source_side].sum() == expected  # the cut is minimal
+
+
+def test_maxflow_float_capacities_and_directed_default():
+    flow, side = maxflow(np.array([[0, 1]]), np.array([0.25]), np.array([1.5, 0.0]),
+                         np.array([0.0, 2.5]))
+    assert flow == 0.25 and side.tolist() == [False, True]
+    flow, side = maxflow(np.array([[1, 0]]), np.array([5.0]), np.array([1.5, 0.0]),
+                         np.array([0.0, 2.5]))
+    assert flow == 0.0  # no reverse capacity unless given
+    flow, _ = maxflow(np.zeros((0, 2), dtype=int), np.zeros(0), np.array([1.0, 3.0]),
+                      np.array([2.0, 0.5]))
+    assert flow == 1.5
+
+
+def test_maxflow_errors():
+    edges = np.array([[0, 1]])
+    one, two = np.ones(1), np.ones(2)
+    with pytest.raises(TypeError, match="edges must hold integer class labels"):
+        maxflow(edges.astype(float), one, two, two)
+    with pytest.raises(ValueError, match=r"edges must have shape \(E, 2\), got \(2,\)"):
+        maxflow(np.array([0, 1]), one, two, two)
+    with pytest.raises(ValueError, match=r"node indices in \[0, 1\] \(n = 2"):
+        maxflow(np.array([[0, 2]]), one, two, two)
+    with pytest.raises(ValueError, match=r"capacities must have shape \(E,\) = \(1,\)"):
+        maxflow(edges, two, two, two)
+    with pytest.raises(ValueError, match=r"reverse_capacities must have shape \(E,\)"):
+        maxflow(edges, one, two, two, reverse_capacities=two)
+    with pytest.raises(ValueError, match="capacities must be >= 0, got a minimum of -1"):
+        maxflow(edges, -one, two, two)
+    with pytest.raises(ValueError, match="sink_capacities contains 1 non-finite"):
+        maxflow(edges, one, two, np.array([1.0, np.inf]))
+    with pytest.raises(ValueError, match="must have the same shape"):
+        maxflow(edges, one, two, np.ones(3))
+    with pytest.raises(TypeError, match="source_capacities must hold real numbers"):
+        maxflow(edges, one, np.array(["a", "b"]), two)
+    with pytest.raises(ValueError, match="source_capacities must be 1-D"):
+        maxflow(edges, one, np.ones((2, 1)), two)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_constructor_errors():
+    with pytest.raises(ValueError, match="connectivity must be one of 4, 8; got 6"):
+        GridCRF(potts(2, 1.0), connectivity=6)
+    with pytest.raises(TypeError, match="edge_weights must be a sequence of 2 arrays"):
+        GridCRF(potts(2, 1.0), edge_weights=np.ones((3, 3)))
+    with pytest.raises(ValueError, match=r"edge_weights must hold 4 arrays \(right, down, diag"):
+        GridCRF(potts(2, 1.0), connectivity=8, edge_weights=(np.ones((3, 2)), np.ones((2, 3))))
+    with pytest.raises(ValueError, match=r"edge_weights\[down\] must be >= 0, got a minimum of -1"):
+        GridCRF(potts(2, 1.0), edge_weights=(np.ones((3, 2)), -np.ones((2, 3))))
+    with pytest.raises(ValueError, match=r"edge_weights\[right\] contains 3 non-finite"):
+        GridCRF(potts(2, 1.0), edge_weights=(np.array([[np.nan, 1.0]] * 3), np.ones((2, 3))))
+    with pytest.raises(ValueError, match=r"edge_weights have shapes \[\(3, 2\), \(2, 4\)\]"):
+        GridCRF(potts(2, 1.0), edge_weights=(np.ones((3, 2)), np.ones((2, 4))))
+    with pytest.raises(TypeError, match=r"edge_weights\[right\] must be a numpy array"):
+        GridCRF(potts(2, 1.0), edge_weights=([[1.0]], np.ones((1, 2))))
+    with pytest.raises(TypeError, match=r"edge_weights\[right\] must hold real numbers"):
+        GridCRF(potts(2, 1.0), edge_weights=(np.ones((2, 1), dtype=bool), np.ones((1, 2))))
+    with pytest.raises(ValueError, match=r"edge_weights\[right\] must be 2-D"):
+        GridCRF(potts(2, 1.0), edge_weights=(np.ones(2), np.ones((1, 2))))
+    with pytest.raises(ValueError, match=r"L >= 2, got shape \(1, 1\)"):
+        GridCRF(np.zeros((1, 1)))
+
+
+def test_minimize_errors():
+    crf = GridCRF(potts(3, 1.0))
+    unary = np.zeros((3, 4, 5))
+    with pytest.raises(TypeError, match="unary must be a numpy array"):
+        crf.minimize(unary.tolist())
+    with pytest.raises(TypeError, match="unary must be a floating-point array"):
+        crf.minimize(unary.astype(int))
+    with pytest.raises(ValueError, match=r"unary must be \(L, H, W\) with labels first"):
+        crf.minimize(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"unary has 2 labels \(shape \(2, 4, 5\)\) but pairwise"):
+        crf.minimize(np.zeros((2, 4, 5)))
+    with pytest.raises(ValueError, match="unary must have H, W >= 1"):
+        crf.minimize(np.zeros((3, 0, 5)))
+    with pytest.raises(ValueError, match="unary contains 2 non-finite"):
+        bad = unary.copy()
+        bad[0, 0, 0], bad[1, 1, 1] = np.nan, np.inf
+        crf.minimize(bad)
+    with pytest.raises(ValueError, match="method must be one of"):
+        crf.minimize(unary, method="bp")
+    with pytest.raises(ValueError, match="max_iter must be >= 1, got 0"):
+        crf.minimize(unary, max_iter=0)
+    with pytest.raises(ValueError, match="tol must be >= 0.0"):
+        crf.minimize(unary, tol=-1.0)
+    with pytest.raises(ValueError, match=r"init must have shape \(H, W\) = \(4, 5\)"):
+        crf.minimize(unary, init=np.zeros((5, 4), dtype=int))
+    with pytest.raises(ValueError, match=r"init must hold labels in \[0, 2\], got values in"):
+        crf.minimize(unary, init=np.full((4, 5), 3))
+    with pytest.raises(ValueError, match=r"init must hold labels in \[0, 2\]"):
+        crf.minimize(unary, init=np.full((4, 5), -1))
+    with pytest.raises(TypeError, match="init must hold integer class labels"):
+        crf.minimize(unary, init=np.zeros((4, 5)))
+    weighted = GridCRF(potts(3, 1.0), edge_weights=default_edge_weights(4, 6))
+    with pytest.raises(ValueError, match=r"edge_weights are for a 4x6 grid but unary has shape"):
+        weighted.minimize(unary)
+
+
+def test_method_condition_errors():
+    quadratic = GridCRF(truncated_quadratic(4, 1.0))
+    unary = np.zeros((4, 3, 3))
+    with pytest.raises(ValueError, match="method 'expansion' needs .* use method 'swap' or 'trws'"):
+        quadratic.minimize(unary, method="expansion")
+    with pytest.raises(ValueError, match="method 'graphcut' is exact for 2 labels only, got 4"):
+        quadratic.minimize(unary, method="graphcut")
+    anti = GridCRF(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="method 'graphcut' needs a submodular pairwise cost"):
+        anti.minimize(np.zeros((2, 3, 3)), method="graphcut")
+    with pytest.raises(ValueError, match="method 'swap' needs .* use method 'trws'"):
+        anti.minimize(np.zeros((2, 3, 3)), method="swap")
+    with pytest.raises(ValueError, match="method 'expansion' needs"):
+        anti.minimize(np.zeros((2, 3, 3)), method="expansion")
+
+
+def test_energy_errors():
+    crf = GridCRF(potts(3, 1.0))
+    unary = np.zeros((3, 4, 5))
+    with pytest.raises(ValueError, match=r"labels must have shape \(H, W\) = \(4, 5\)"):
+        crf.energy(np.zeros((4, 4), dtype=int), unary)
+    with pytest.raises(ValueError, match=r"labels must hold labels in \[0, 2\]"):
+        crf.energy(np.full((4, 5), 7), unary)
+    with pytest.raises(TypeError, match="labels must be a numpy array"):
+        crf.energy([[0]], unary)
+    with pytest.raises(ValueError, match="unary has 2 labels"):
+        crf.energy(np.zeros((4, 5), dtype=int), np.zeros((2, 4, 5)))
+
+
+# ----------------------------------------------------------------- PyMaxflow
+
+
+def test_graphcut_agrees_with_pymaxflow(rng):
+    pymaxflow = pytest.importorskip("maxflow")
+    image = rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)
+    right, down = contrast_weights(image)
+    unary = rng.normal(size=(2, 40, 50))
+    crf = GridCRF(potts(2, 1.5), edge_weights=(right, down))
+    ours = crf.minimize(unary, method="graphcut")
+    graph = pymaxflow.Graph[float]()
+    nodes = graph.add_grid_nodes((40, 50))
+    along_rows = np.zeros((40, 50))
+    along_rows[:, :-1] = 1.5 * right
+    along_cols = np.zeros((40, 50))
+    along_cols[:-1, :] = 1.5 * down
+    for weights, structure in ((along_rows, [[0, 0, 0], [0, 0, 1], [0, 0, 0]]),
+                               (along_cols, [[0, 0, 0], [0, 0, 0], [0, 1, 0]])):
+        graph.add_grid_edges(nodes, weights=weights, structure=np.array(structure),
+                             symmetric=True)
+    graph.add_grid_tedges(nodes, unary[1], unary[0])
+    graph.maxflow()
+    theirs = graph.get_grid_segments(nodes).astype(np.int32)
+    assert crf.energy(theirs, unary) == pytest.approx(ours.energy, rel=1e-12)
