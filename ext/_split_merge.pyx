@@ -448,6 +448,8 @@ def merge_regions(int32_t[::1] parent, int64_t[::1] count, double[::1] s, double
     again as soon as either region grows.  With ``min_area > 0`` (clean-up)
     only pairs with a region of fewer than ``min_area`` pixels are considered,
     and they merge whatever the rule says.
+
+    Returns the counts ``(popped, re-keyed, rejected, merged)`` of heap work.
     """
     cdef Py_ssize_t n_edges = edges.shape[0], k
     cdef Py_ssize_t n_leaves = parent.shape[0]
@@ -466,6 +468,7 @@ def merge_regions(int32_t[::1] parent, int64_t[::1] count, double[::1] s, double
     cdef vector[int32_t] rec_eid, rec_a, rec_b, rec_r0, rec_r1, rec_next0, rec_next1
     cdef vector[char] rec_alive
     cdef vector[int32_t] head
+    cdef int64_t n_pops = 0, n_rekeyed = 0, n_rejected = 0, n_merged = 0
     g.parent = &parent[0]
     g.count = &count[0]
     g.s = &s[0]
@@ -492,6 +495,7 @@ def merge_regions(int32_t[::1] parent, int64_t[::1] count, double[::1] s, double
         while not heap.empty():
             e = heap.top()
             heap.pop()
+            n_pops += 1
             ra = _find(g.parent, e.a)
             rb = _find(g.parent, e.b)
             if ra == rb:
@@ -505,6 +509,7 @@ def merge_regions(int32_t[::1] parent, int64_t[::1] count, double[::1] s, double
             if key != e.key:
                 e.key = key
                 heap.push(e)
+                n_rekeyed += 1
                 continue
             if cleanup:
                 if count[ra] < min_area or count[rb] < min_area:
@@ -512,6 +517,7 @@ def merge_regions(int32_t[::1] parent, int64_t[::1] count, double[::1] s, double
                 continue
             ok = _union_passes(&g, &rule, ra, rb, key)
             if not ok:
+                n_rejected += 1
                 rejected.insert(pair)
                 rec_eid.push_back(e.eid)
                 rec_a.push_back(e.a)
@@ -525,6 +531,7 @@ def merge_regions(int32_t[::1] parent, int64_t[::1] count, double[::1] s, double
                 head[rb] = head[ra]
                 continue
             _absorb(&g, ra, rb)
+            n_merged += 1
             # every pair rejected with either region may pass now
             for side in range(2):
                 r = ra if side == 0 else rb
@@ -537,6 +544,7 @@ def merge_regions(int32_t[::1] parent, int64_t[::1] count, double[::1] s, double
                         _push_edge(&heap, &g, kind, rec_eid[cur], rec_a[cur], rec_b[cur])
                     cur = nxt
                 head[r] = -1
+    return n_pops, n_rekeyed, n_rejected, n_merged
 
 
 def resolve_roots(int32_t[::1] parent):
