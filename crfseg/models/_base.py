@@ -76,6 +76,8 @@ class SegmentationModel(nn.Module):
         Set by :func:`crfseg.models.load_checkpoint` when the checkpoint has one.
     build_config : dict or None
         The :func:`crfseg.models.get_model` arguments that rebuild this model.
+    checkpoint_extra : dict
+        The ``extra`` data of the checkpoint it was loaded from (empty otherwise).
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, size_divisor: int = 1) -> None:
@@ -87,6 +89,7 @@ class SegmentationModel(nn.Module):
         self.class_names: tuple[str, ...] | None = None
         self.palette: Any = None
         self.build_config: dict[str, Any] | None = None
+        self.checkpoint_extra: dict[str, Any] = {}
 
     def check_input(self, x: Any) -> None:
         """Raise a clear error unless ``x`` is a float ``(N, in_channels, H, W)`` tensor."""
