@@ -113,6 +113,12 @@ class BatchReport:
             return 0
         return 2 if all(user for _, _, user in self.failures) else 1
 
+    def single_file_error(self, command: str) -> int:
+        """Print the one failure of a single-file run as an error; return its exit code."""
+        _, message, user = self.failures[0]
+        print(f"crfseg {command}: error: {message}", file=sys.stderr)
+        return 2 if user else 1
+
     def print_failures(self, command: str) -> None:
         if self.failures:
             print(f"crfseg {command}: {len(self.failures)} file(s) failed:", file=sys.stderr)
@@ -301,6 +307,39 @@ def _ensure_folder(value: str | None, option: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
 
 
+@dataclass
+class OutputSpec:
+    """One output option: its value in single-file mode and in folder mode."""
+
+    file: str | None
+    folder: str | None
+    folder_option: str
+    suffix: str
+
+
+def select_pairs(pairs: list[tuple[str, Path, Path | None]], args: argparse.Namespace,
+                 folder_mode: bool, shard: tuple[int, int], outputs: Sequence[OutputSpec],
+                 inputs: str) -> list[tuple[str, Path, Path | None]]:
+    """Folder mode: create the output folders and keep shard K of N; single-file mode: no shard."""
+    if folder_mode:
+        if args.output is not None:
+            raise ValueError("-o/--output names one file; in folder mode use --output-dir")
+        for spec in outputs:
+            _ensure_folder(spec.folder, spec.folder_option)
+        return pairs[shard[0]::shard[1]]
+    if args.shard is not None:
+        raise ValueError(f"--shard applies to folder mode ({inputs})")
+    return pairs
+
+
+def output_paths(outputs: Sequence[OutputSpec], folder_mode: bool,
+                 stem: str) -> list[Path | None]:
+    """Where each output of the input named ``stem`` goes (None: not written)."""
+    if folder_mode:
+        return [_output_path(spec.folder, stem, spec.suffix) for spec in outputs]
+    return [Path(spec.file) if spec.file else None for spec in outputs]
+
+
 def _cmd_refine(args: argparse.Namespace) -> int:
     options = _crf_options(args)
     shard = parse_shard(args.shard)
@@ -321,28 +360,13 @@ def _cmd_refine(args: argparse.Namespace) -> int:
             gts = {pairs[0][0]: gt_path}
     if args.num_classes is not None and args.num_classes < 1:
         raise ValueError(f"--num-classes must be >= 1, got {args.num_classes}")
-    if folder_mode:
-        if args.output is not None:
-            raise ValueError("-o/--output names one file; in folder mode use --output-dir")
-        for value, option in ((args.output_dir, "--output-dir"), (args.save_probs, "--save-probs"),
-                              (args.overlay, "--overlay")):
-            _ensure_folder(value, option)
-        pairs = pairs[shard[0]::shard[1]]
-    elif args.shard is not None:
-        raise ValueError("--shard applies to folder mode (--unary and --image folders)")
-
-    def paths(stem: str) -> tuple[Path | None, Path | None, Path | None]:
-        if folder_mode:
-            return (_output_path(args.output_dir, stem, ".png"),
-                    _output_path(args.save_probs, stem, ".npy"),
-                    _output_path(args.overlay, stem, ".png"))
-        return (Path(args.output) if args.output else None,
-                Path(args.save_probs) if args.save_probs else None,
-                Path(args.overlay) if args.overlay else None)
-
+    outputs = [OutputSpec(args.output, args.output_dir, "--output-dir", ".png"),
+               OutputSpec(args.save_probs, args.save_probs, "--save-probs", ".npy"),
+               OutputSpec(args.overlay, args.overlay, "--overlay", ".png")]
+    pairs = select_pairs(pairs, args, folder_mode, shard, outputs, "--unary and --image folders")
     jobs = []
     for stem, unary, image in pairs:
-        output, probs, overlay = paths(stem)
+        output, probs, overlay = output_paths(outputs, folder_mode, stem)
         jobs.append(RefineJob(stem, unary, image, gts.get(stem), output, probs, overlay, options,
                               args.input_type, args.layout, args.key, args.num_classes,
                               args.ignore_index, palette))
@@ -351,9 +375,7 @@ def _cmd_refine(args: argparse.Namespace) -> int:
                        desc="refine")
     elapsed = time.perf_counter() - start
     if not folder_mode and report.failures:
-        _, message, user = report.failures[0]
-        print(f"crfseg refine: error: {message}", file=sys.stderr)
-        return 2 if user else 1
+        return report.single_file_error("refine")
     print(_refine_summary(report, elapsed, options["n_iter"], folder_mode, jobs))
     report.print_failures("refine")
     return report.exit_code
