@@ -961,8 +961,11 @@ def boundary_loss(
     positive outside, so the loss is smallest (negative) when each pixel puts
     its mass on its own class, and mass far from a class's region costs more.
     A class absent from an image has a zero map, as in Kervadec et al.'s code.
-    The minimum is not 0: usually combine it with a region loss
-    (:func:`generalized_dice_loss`), raising its weight during training.
+    The minimum is not 0.  Alone it can drive a network to predict no
+    foreground at all (once the softmax saturates its gradient
+    ``p_c (phi_c - sum_k p_k phi_k)`` vanishes); combine it with a region loss
+    as Kervadec et al. do (:func:`generalized_dice_loss`, raising the weight of
+    the boundary term during training).
 
     Parameters
     ----------
@@ -1023,6 +1026,8 @@ def hausdorff_dt_loss(
     and ``d_p,c`` the distance to the contour of the predicted segmentation
     (the argmax of ``logits``), both from :func:`unsigned_distance_maps`.
     ``d_p`` is recomputed at every call on the host and carries no gradient.
+    Like :func:`boundary_loss` it can collapse a network to a single class
+    when used alone; Karimi & Salcudean add a Dice term (:func:`dice_loss`).
 
     Parameters
     ----------
