@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from torchvision.models import WeightsEnum, get_model_weights
 
-__all__ = ["WeightsLike", "resolve_weights", "read_state_dict", "load_weights", "load_matching"]
+__all__ = ["WeightsLike", "resolve_weights", "read_state_dict", "load_weights", "load_matching",
+           "safe_torch_load"]
 
 WeightsLike = WeightsEnum | str | os.PathLike | None
 
@@ -116,13 +117,7 @@ def read_state_dict(path: str | os.PathLike, argument: str = "weights") -> dict[
     ValueError
         The file cannot be read by ``torch.load`` or holds no ``state_dict``.
     """
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch reports truncation and foreign files with many types
-        raise ValueError(
-            f"{argument} file {str(path)!r} cannot be read as a torch file "
-            f"(truncated, or not written by torch.save): {err}"
-        ) from err
+    content = safe_torch_load(path, f"{argument} file")
     if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
         content = content["state_dict"]
     if not isinstance(content, dict) or not all(
@@ -133,6 +128,17 @@ def read_state_dict(path: str | os.PathLike, argument: str = "weights") -> dict[
             f"(a mapping of parameter names to tensors), got {type(content).__name__}"
         )
     return content
+
+
+def safe_torch_load(path: str | os.PathLike, what: str) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU; any failure becomes a one-line ValueError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch reports truncation and foreign files with many types
+        raise ValueError(
+            f"{what} {str(path)!r} cannot be read: it is truncated, was not written by "
+            f"torch.save, or holds more than tensors and plain values ({type(err).__name__})"
+        ) from None
 
 
 def load_weights(module: nn.Module, torchvision_name: str, weights: WeightsLike,

@@ -19,7 +19,7 @@ import torch
 
 from crfseg._validation import check_ndim, check_number
 from crfseg.models._base import SegmentationModel
-from crfseg.models._weights import load_matching
+from crfseg.models._weights import load_matching, safe_torch_load
 from crfseg.models.registry import get_model
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
@@ -209,12 +209,7 @@ def load_checkpoint(path: str | os.PathLike,
     if not p.is_file():
         raise ValueError(f"checkpoint path is not a file: {p}")
     device = torch.device(map_location) if map_location is not None else torch.device("cpu")
-    try:
-        content = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, foreign pickle, empty file, …
-        raise ValueError(
-            f"{p} is not a readable checkpoint (truncated, or not written by torch.save): {err}"
-        ) from None
+    content = safe_torch_load(p, "checkpoint")
     if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"{p} is not a crfseg model checkpoint (no 'format': {CHECKPOINT_FORMAT!r} entry); "
