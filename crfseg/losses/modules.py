@@ -84,6 +84,12 @@ class _DistanceMapLoss(_SegmentationLoss):
                                    **self._settings())
 
 
+def _pixel_settings(ignore_index: Any, reduction: Any) -> dict[str, Any]:
+    """Validated ``ignore_index`` and ``reduction``, shared by every module."""
+    return {"ignore_index": check_int("ignore_index", ignore_index),
+            "reduction": check_reduction(reduction)}
+
+
 class CrossEntropyLoss(_SegmentationLoss):
     """Pixel-wise softmax cross-entropy, see :func:`crfseg.losses.cross_entropy`.
 
@@ -114,8 +120,7 @@ class CrossEntropyLoss(_SegmentationLoss):
     def __init__(self, *, class_weights: ClassVector = None, ignore_index: int = 255,
                  reduction: str = "mean") -> None:
         super().__init__(class_weights=check_class_vector("class_weights", class_weights),
-                         ignore_index=check_int("ignore_index", ignore_index),
-                         reduction=check_reduction(reduction))
+                         **_pixel_settings(ignore_index, reduction))
 
 
 class FocalLoss(_SegmentationLoss):
@@ -150,8 +155,7 @@ class FocalLoss(_SegmentationLoss):
                  ignore_index: int = 255, reduction: str = "mean") -> None:
         super().__init__(gamma=check_nonnegative("gamma", gamma),
                          alpha=check_class_vector("alpha", alpha, high=1.0),
-                         ignore_index=check_int("ignore_index", ignore_index),
-                         reduction=check_reduction(reduction))
+                         **_pixel_settings(ignore_index, reduction))
 
 
 class DistancePenalizedCELoss(_DistanceMapLoss):
@@ -187,8 +191,7 @@ class DistancePenalizedCELoss(_DistanceMapLoss):
     def __init__(self, *, class_weights: ClassVector = None, ignore_index: int = 255,
                  reduction: str = "mean") -> None:
         super().__init__(class_weights=check_class_vector("class_weights", class_weights),
-                         ignore_index=check_int("ignore_index", ignore_index),
-                         reduction=check_reduction(reduction))
+                         **_pixel_settings(ignore_index, reduction))
 
 
 def _region_settings(smooth: Any, per_image: Any, include_absent: Any, ignore_index: Any,
@@ -197,8 +200,7 @@ def _region_settings(smooth: Any, per_image: Any, include_absent: Any, ignore_in
     return {"smooth": check_nonnegative("smooth", smooth),
             "per_image": check_bool("per_image", per_image),
             "include_absent": check_bool("include_absent", include_absent),
-            "ignore_index": check_int("ignore_index", ignore_index),
-            "reduction": check_reduction(reduction)}
+            **_pixel_settings(ignore_index, reduction)}
 
 
 class DiceLoss(_SegmentationLoss):
@@ -470,8 +472,7 @@ class LovaszSoftmaxLoss(_SegmentationLoss):
                  ignore_index: int = 255, reduction: str = "mean") -> None:
         super().__init__(classes=functional._check_lovasz_classes(classes),
                          per_image=check_bool("per_image", per_image),
-                         ignore_index=check_int("ignore_index", ignore_index),
-                         reduction=check_reduction(reduction))
+                         **_pixel_settings(ignore_index, reduction))
 
 
 class BoundaryLoss(_DistanceMapLoss):
@@ -504,8 +505,7 @@ class BoundaryLoss(_DistanceMapLoss):
     function = staticmethod(functional.boundary_loss)
 
     def __init__(self, *, ignore_index: int = 255, reduction: str = "mean") -> None:
-        super().__init__(ignore_index=check_int("ignore_index", ignore_index),
-                         reduction=check_reduction(reduction))
+        super().__init__(**_pixel_settings(ignore_index, reduction))
 
 
 class HausdorffDTLoss(_DistanceMapLoss):
@@ -541,8 +541,7 @@ class HausdorffDTLoss(_DistanceMapLoss):
     def __init__(self, *, alpha: float = 2.0, ignore_index: int = 255,
                  reduction: str = "mean") -> None:
         super().__init__(alpha=check_positive("alpha", alpha),
-                         ignore_index=check_int("ignore_index", ignore_index),
-                         reduction=check_reduction(reduction))
+                         **_pixel_settings(ignore_index, reduction))
 
 
 class ComboLoss(_SegmentationLoss):
