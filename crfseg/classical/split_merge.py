@@ -42,6 +42,7 @@ _MAD_TO_SIGMA = 0.6744897501960817
 _LUMA_FIXED = (19595, 38470, 7471)
 _LUMA = (0.299, 0.587, 0.114)
 _EXACT_LIMIT = 2.0**53
+_OTSU_BINS = 256
 
 
 @dataclass(frozen=True)
@@ -484,9 +485,14 @@ def gray_level_segment(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Semantic split and merge: gray-level rules assign a class to every pixel.
 
-    Pixel ``p`` gets class ``c`` = number of thresholds ``<= I(p)``
-    (``np.digitize``), so classes run from 0 to ``len(thresholds)``.  The
-    thresholds are given, or found by multi-Otsu with ``classes`` classes.
+    Pixel ``p`` gets class ``c`` = number of thresholds strictly below
+    ``I(p)``, so classes run from 0 to ``len(thresholds)`` and a gray level
+    equal to a threshold belongs to the lower class (as multi-Otsu means its
+    thresholds: the last level of each class).  The thresholds are given, or
+    found by multi-Otsu with ``classes`` classes: on the integer levels
+    themselves when an integer image spans at most 256 of them, else on a
+    256-bin histogram (the thresholds are then the upper edges of the last
+    bin of each class).
     Blocks are split until all their pixels share a class, then adjacent
     blocks of the same class merge; every region holds one class.
 
@@ -551,7 +557,7 @@ def gray_level_segment(
     else:
         check_int("classes", classes, low=2)
         bounds = _multiotsu(gray, classes)
-    class_map = np.digitize(gray, bounds).astype(np.int32)
+    class_map = np.searchsorted(bounds, gray, side="left").astype(np.int32)
     data = _Centred(class_map.astype(np.float64), 0.0, float(len(bounds)), True)
     result = _segment(data, _KINDS["range"], 0.0, 0.0, None, 1, min_area, connectivity)
     regions = result.labels
@@ -574,7 +580,10 @@ def _multiotsu(gray: np.ndarray, classes: int) -> np.ndarray:
             f"classes={classes} needs an image with at least {classes} distinct gray levels, "
             f"got {levels}"
         )
-    try:
-        return threshold_multiotsu(gray.astype(np.float64), classes=classes)
-    except ValueError as exc:
-        raise ValueError(f"classes={classes}: multi-Otsu failed on this image ({exc})") from None
+    if gray.dtype.kind in "iu" and int(gray.max()) - int(gray.min()) < _OTSU_BINS:
+        return threshold_multiotsu(gray, classes=classes).astype(np.float64)
+    values = gray.astype(np.float64)
+    centres = threshold_multiotsu(values, classes=classes, nbins=_OTSU_BINS)
+    # skimage returns the centre of the last bin of each class; its upper edge keeps the
+    # whole bin in the class, as the histogram partition means
+    return centres + (values.max() - values.min()) / (2 * _OTSU_BINS)
