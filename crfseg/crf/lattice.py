@@ -1,0 +1,576 @@
+"""The permutohedral lattice of Adams, Baek & Davis (2010) in vectorised PyTorch.
+
+A Gaussian filter over ``P`` points in a ``d``-dimensional feature space
+costs ``O(P * d)`` on the lattice instead of ``O(P**2)``: every point is
+*splatted* onto the ``d + 1`` vertices of the lattice simplex that encloses
+it, the vertex values are *blurred* with a ``[1/2, 1, 1/2]`` kernel along each
+of the ``d + 1`` lattice axes, and the result is *sliced* back at the points
+with the same barycentric weights.
+
+The lattice is built once with tensor operations only (one sort of the vertex
+keys, no Python loop over points or vertices) and reused for every filtering:
+across mean-field iterations and in backward.  Splat and slice are sparse
+matrices (one the transpose of the other), so the adjoint filter needed by
+autograd is the same computation with the blur axes in reverse order.  The
+embedding, the blur weights, the scale ``1 / (1 + 2**-d)`` and the
+normalisations are those of Krähenbühl's ``densecrf`` (what ``pydensecrf``
+runs), so the two agree to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from crfseg._validation import (
+    check_choice,
+    check_finite,
+    check_floating_dtype,
+    check_ndim,
+    is_tensor,
+    shape_of,
+)
+
+__all__ = ["PermutohedralLattice", "NORMALIZATIONS"]
+
+NORMALIZATIONS = ("none", "symmetric", "before", "after")
+
+# densecrf adds this to the filtered ones before taking the (square) root.
+_NORM_EPS = 1e-20
+_MAX_CODE = 2**62
+
+
+@dataclass(frozen=True)
+class _BlurGroup:
+    """The vertices ``start:stop`` of one lattice and their blur neighbours."""
+
+    start: int
+    stop: int
+    neighbours: torch.Tensor  # (d + 1, 2, stop - start), missing = stop - start
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    """Which vertices each point touches: the sparsity of splat and slice.
+
+    ``offset[p, r]`` is the vertex of the ``r``-th corner of point ``p``'s
+    simplex.  ``splat_order`` lists the flat entries of ``offset`` grouped by
+    vertex (stable, so sums run in a fixed order) and ``splat_crow`` holds the
+    group boundaries: together the CSR structure of the ``(M, P)`` splat
+    matrix, whose transpose (the slice) has ``R`` entries per row.
+    """
+
+    offset: torch.Tensor  # (P, R) int64
+    splat_order: torch.Tensor  # (P * R,) int64
+    splat_crow: torch.Tensor  # (M + 1,) int64
+    num_vertices: int
+    groups: tuple[_BlurGroup, ...]
+    deterministic: bool
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def num_points(self) -> int:
+        return self.offset.shape[0]
+
+    @property
+    def corners(self) -> int:
+        return self.offset.shape[1]
+
+    def _indices(self) -> tuple[torch.Tensor, ...]:
+        """CSR indices of splat and slice, int32 where they fit (MKL's native type)."""
+        if "indices" not in self._cache:
+            nnz = self.offset.numel()
+            itype = torch.int32 if nnz < 2**31 else torch.long
+            self._cache["indices"] = (
+                self.splat_crow.to(itype), (self.splat_order // self.corners).to(itype),
+                torch.arange(0, nnz + 1, self.corners, device=self.offset.device, dtype=itype),
+                self.offset.reshape(-1).to(itype))
+        return self._cache["indices"]
+
+    def matrix(self, kind: str, weights: torch.Tensor) -> torch.Tensor:
+        """The ``(M, P)`` splat (``kind="splat"``) or ``(P, M)`` slice CSR matrix.
+
+        Entry ``(offset[p, r], p)`` of the splat matrix and ``(p, offset[p, r])``
+        of the slice matrix is ``weights[p, r]``.  Built once per weights tensor
+        and reused (mean-field iterations and backward filter with the same
+        weights again and again).
+        """
+        key = (kind, id(weights))
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is weights and hit[1] == weights._version:
+            return hit[2]
+        splat_crow, splat_col, slice_crow, slice_col = self._indices()
+        if kind == "splat":
+            mat = torch.sparse_csr_tensor(
+                splat_crow, splat_col, weights.reshape(-1)[self.splat_order],
+                (self.num_vertices, self.num_points), check_invariants=False)
+        else:
+            mat = torch.sparse_csr_tensor(
+                slice_crow, slice_col, weights.reshape(-1).contiguous(),
+                (self.num_points, self.num_vertices), check_invariants=False)
+        if len(self._cache) > 8:
+            indices = self._cache["indices"]
+            self._cache.clear()
+            self._cache["indices"] = indices
+        self._cache[key] = (weights, weights._version, mat)
+        return mat
+
+
+def _spmm(matrix: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """``matrix @ dense`` written into ``out`` (fresh when None); ``beta=0`` skips zeroing it."""
+    if out is None:
+        out = dense.new_empty((matrix.shape[0], dense.shape[1]))
+    return torch.addmm(out, matrix, dense.contiguous(), beta=0.0, out=out)
+
+
+def stack_patterns(patterns: list[_Pattern]) -> _Pattern:
+    """One pattern for several lattices over the same points.
+
+    Vertices are numbered lattice after lattice, so one splat and one slice
+    serve every kernel of a CRF at once; the blur stays per lattice.
+    """
+    if len(patterns) == 1:
+        return patterns[0]
+    corners = sum(p.corners for p in patterns)
+    offsets, orders, crows, groups = [], [], [], []
+    vertex_base, nnz_base, corner_base = 0, 0, 0
+    for pat in patterns:
+        offsets.append(pat.offset + vertex_base)
+        point, corner = pat.splat_order // pat.corners, pat.splat_order % pat.corners
+        orders.append(point * corners + corner + corner_base)
+        crows.append(pat.splat_crow[:-1] + nnz_base)
+        for g in pat.groups:
+            groups.append(_BlurGroup(g.start + vertex_base, g.stop + vertex_base, g.neighbours))
+        vertex_base += pat.num_vertices
+        nnz_base += pat.splat_order.numel()
+        corner_base += pat.corners
+    crows.append(torch.tensor([nnz_base], device=patterns[0].offset.device))
+    return _Pattern(torch.cat(offsets, 1), torch.cat(orders), torch.cat(crows), vertex_base,
+                    tuple(groups), any(p.deterministic for p in patterns))
+
+
+def _splat(values: torch.Tensor, weights: torch.Tensor, pattern: _Pattern,
+           out: torch.Tensor | None = None) -> torch.Tensor:
+    """``Y[m] = sum of weights[p, r] * values[p]`` over the corners at vertex ``m``."""
+    if pattern.deterministic:
+        # Gather, then reduce each vertex's contiguous run in order: no atomics.
+        flat = pattern.splat_order
+        gathered = values.index_select(0, flat // pattern.corners)
+        gathered *= weights.reshape(-1)[flat].unsqueeze(1)
+        return torch.segment_reduce(gathered, "sum", offsets=pattern.splat_crow, axis=0,
+                                    unsafe=True)
+    return _spmm(pattern.matrix("splat", weights), values, out)
+
+
+def _slice(vertex_values: torch.Tensor, weights: torch.Tensor, pattern: _Pattern,
+           out: torch.Tensor | None = None) -> torch.Tensor:
+    """``out[p] = sum over r of weights[p, r] * vertex_values[offset[p, r]]``."""
+    if pattern.deterministic:
+        out = vertex_values.index_select(0, pattern.offset[:, 0]) * weights[:, :1]
+        for r in range(1, pattern.corners):
+            out.addcmul_(vertex_values.index_select(0, pattern.offset[:, r]), weights[:, r:r + 1])
+        return out
+    return _spmm(pattern.matrix("slice", weights), vertex_values, out)
+
+
+def _corner_products(points: torch.Tensor, vertex_values: torch.Tensor,
+                     pattern: _Pattern) -> torch.Tensor:
+    """``g[p, r] = <points[p], vertex_values[offset[p, r]]>``: the gradient of a weight."""
+    out = torch.empty(pattern.offset.shape, dtype=points.dtype, device=points.device)
+    for r in range(pattern.corners):
+        out[:, r] = (vertex_values.index_select(0, pattern.offset[:, r]) * points).sum(1)
+    return out
+
+
+def _blur(vertex_values: torch.Tensor, pattern: _Pattern, reverse: bool) -> torch.Tensor:
+    """Blur every lattice along its axes 0..d (``reverse``: d..0, the adjoint)."""
+    out = torch.empty_like(vertex_values)
+    channels = vertex_values.shape[1]
+    for g in pattern.groups:
+        size = g.stop - g.start
+        # one zero row past the end stands for every missing neighbour
+        current = vertex_values.new_empty((size + 1, channels))
+        current[:size] = vertex_values[g.start:g.stop]
+        current[size] = 0
+        following = torch.empty_like(current)
+        following[size] = 0
+        axes = range(g.neighbours.shape[0])
+        for axis in (reversed(axes) if reverse else axes):
+            n1, n2 = g.neighbours[axis]
+            blurred = following[:size]
+            torch.index_select(current, 0, n1, out=blurred)
+            blurred.add_(current.index_select(0, n2)).mul_(0.5).add_(current[:size])
+            current, following = following, current
+        out[g.start:g.stop] = current[:size]
+    return out
+
+
+class _Splat(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values, weights, pattern):
+        ctx.pattern = pattern
+        ctx.save_for_backward(values, weights)
+        return _splat(values, weights, pattern)
+
+    @staticmethod
+    def backward(ctx, grad):
+        values, weights = ctx.saved_tensors
+        grad_values = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            grad_values = _slice(grad, weights, ctx.pattern)
+        if ctx.needs_input_grad[1]:
+            grad_weights = _corner_products(values, grad, ctx.pattern)
+        return grad_values, grad_weights, None
+
+
+class _Slice(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, vertex_values, weights, pattern):
+        ctx.pattern = pattern
+        ctx.save_for_backward(vertex_values, weights)
+        return _slice(vertex_values, weights, pattern)
+
+    @staticmethod
+    def backward(ctx, grad):
+        vertex_values, weights = ctx.saved_tensors
+        grad_values = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            grad_values = _splat(grad, weights, ctx.pattern)
+        if ctx.needs_input_grad[1]:
+            grad_weights = _corner_products(grad, vertex_values, ctx.pattern)
+        return grad_values, grad_weights, None
+
+
+class _Blur(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, vertex_values, pattern):
+        ctx.pattern = pattern
+        return _blur(vertex_values, pattern, reverse=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _blur(grad, ctx.pattern, reverse=True), None
+
+
+def _tracked(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def splat(values: torch.Tensor, weights: torch.Tensor, pattern: _Pattern,
+          out: torch.Tensor | None = None) -> torch.Tensor:
+    """Splat ``(P, C)`` values to ``(M, C)`` vertex values; differentiable.
+
+    ``out`` is a buffer reused when no gradient is tracked.
+    """
+    if _tracked(values, weights):
+        return _Splat.apply(values, weights, pattern)
+    return _splat(values, weights, pattern, out)
+
+
+def blur(vertex_values: torch.Tensor, pattern: _Pattern) -> torch.Tensor:
+    """Blur ``(M, C)`` vertex values along every lattice axis; differentiable."""
+    if _tracked(vertex_values):
+        return _Blur.apply(vertex_values, pattern)
+    return _blur(vertex_values, pattern, reverse=False)
+
+
+def slice_at_points(vertex_values: torch.Tensor, weights: torch.Tensor,
+                    pattern: _Pattern, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Slice ``(M, C)`` vertex values back to ``(P, C)`` points; differentiable.
+
+    ``out`` is a buffer reused when no gradient is tracked.
+    """
+    if _tracked(vertex_values, weights):
+        return _Slice.apply(vertex_values, weights, pattern)
+    return _slice(vertex_values, weights, pattern, out)
+
+
+def _elevate(points: torch.Tensor) -> torch.Tensor:
+    """Embed ``(P, d)`` points in the hyperplane ``sum = 0`` of R^(d+1), scaled so
+    that the lattice blur approximates a unit-variance Gaussian (Adams et al., p. 5-6)."""
+    num, d = points.shape
+    i = torch.arange(d, device=points.device, dtype=points.dtype)
+    scale = math.sqrt(2.0 / 3.0) * (d + 1) / torch.sqrt((i + 1) * (i + 2))
+    scaled = points * scale
+    # tail[:, j] = sum of scaled[:, j:], with tail[:, d] = 0
+    tail = torch.cat([scaled.flip(1).cumsum(1).flip(1), scaled.new_zeros((num, 1))], 1)
+    j = torch.arange(1, d + 1, device=points.device, dtype=points.dtype)
+    return torch.cat([tail[:, :1], tail[:, 1:] - j * scaled], 1)
+
+
+def _enclosing_simplex(elevated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Remainder-0 vertex ``k * (d+1)`` and rank of each coordinate (Adams et al., p. 10)."""
+    dp1 = elevated.shape[1]
+    d = dp1 - 1
+    k = torch.round(elevated / dp1)
+    diff = (elevated - k * dp1).t().contiguous()
+    # rank[i] = #{j: diff_j > diff_i} + #{j < i: diff_j == diff_i}, a permutation of 0..d
+    rank = torch.zeros(diff.shape, dtype=torch.long, device=elevated.device)
+    for i in range(d):
+        for j in range(i + 1, dp1):
+            less = diff[i] < diff[j]
+            rank[i] += less
+            rank[j] += ~less
+    rank = rank.t().contiguous()
+    k = k.long()
+    rank += k.sum(1, keepdim=True)
+    under, over = rank < 0, rank > d
+    rank += dp1 * (under.long() - over.long())
+    k += under.long() - over.long()
+    return k, rank
+
+
+def _barycentric(elevated: torch.Tensor, k: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+    """``(P, d+1)`` weights of the simplex corners; differentiable in ``elevated``."""
+    dp1 = elevated.shape[1]
+    d = dp1 - 1
+    v = (elevated - (k * dp1).to(elevated.dtype)) / dp1
+    # ranks are a permutation, so each slot receives exactly one +v and one -v
+    zeros = elevated.new_zeros((elevated.shape[0], dp1 + 1))
+    b = zeros.scatter(1, d - rank, v) - zeros.scatter(1, d - rank + 1, v)
+    return torch.cat([b[:, :1] + 1.0 + b[:, dp1:], b[:, 1:dp1]], 1)
+
+
+def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
+           ) -> tuple[torch.Tensor, _Pattern]:
+    """Barycentric weights ``(P, d+1)`` and the sparsity pattern of a lattice."""
+    num, d = points.shape
+    dp1 = d + 1
+    device = points.device
+    elevated = _elevate(points)
+    with torch.no_grad():
+        k, rank = _enclosing_simplex(elevated.detach())
+    weights = _barycentric(elevated, k, rank)
+    with torch.no_grad():
+        # Corner r has coordinates k*(d+1) + r - (d+1)*[rank > d - r], all congruent
+        # to r; it is coded as r plus (d+1) times a mixed-radix number of the
+        # quotients q = k - [rank > d - r], with a margin of 1 for the blur steps.
+        k_lo, k_hi = k[:, :d].amin(0), k[:, :d].amax(0)
+        span = (k_hi - k_lo + 4).tolist()
+        batches = 1 if batch is None else int(batch.max()) + 1
+        radix_list = [math.prod(span[:i]) for i in range(d)]
+        space = dp1 * math.prod(span) * batches
+        if space >= _MAX_CODE:
+            raise ValueError(
+                f"features span too wide a range for the lattice's 63-bit vertex keys "
+                f"(lattice extent {span} along its {d} axes); the features must be "
+                "positions divided by their standard deviations")
+        code_dtype = torch.int32 if space < 2**31 else torch.long
+        radix = torch.tensor(radix_list + [0], device=device)
+        base = ((k[:, :d] - (k_lo - 2)) * radix[:d]).sum(1)
+        if batch is not None:
+            base += (math.prod(span)) * batch
+        # corner r lowers q_i by one for the r coordinates of highest rank
+        by_rank = torch.empty_like(rank).scatter_(1, rank, torch.arange(dp1, device=device)
+                                                  .expand(num, dp1).contiguous())
+        lowered = radix[by_rank].flip(1).cumsum(1)
+        lowered = torch.cat([lowered.new_zeros((num, 1)), lowered[:, :d]], 1)
+        codes = (base[:, None] - lowered) * dp1 + torch.arange(dp1, device=device)
+        codes = codes.to(code_dtype)
+        sorted_codes, order = torch.sort(codes.reshape(-1), stable=True)
+        first = torch.ones_like(sorted_codes, dtype=torch.bool)
+        first[1:] = sorted_codes[1:] != sorted_codes[:-1]
+        vertex_of_sorted = torch.cumsum(first, 0) - 1
+        offset = torch.empty_like(vertex_of_sorted)
+        offset[order] = vertex_of_sorted
+        starts = torch.nonzero(first).reshape(-1)
+        crow = torch.cat([starts, starts.new_tensor([order.numel()])])
+        uniq = sorted_codes[starts].long()
+        num_vertices = uniq.numel()
+        rem = uniq % dp1
+        total = int(sum(radix_list))
+        neighbours = torch.empty((dp1, 2, num_vertices), dtype=torch.long, device=device)
+        for axis in range(dp1):
+            own = radix_list[axis] if axis < d else 0
+            down = torch.where(rem >= 1, -1 + dp1 * own, d + dp1 * (own - total))
+            up = torch.where(rem <= d - 1, 1 - dp1 * own, -d + dp1 * (total - own))
+            for side, delta in enumerate((down, up)):
+                target = uniq + delta
+                idx = torch.searchsorted(uniq, target).clamp_(max=num_vertices - 1)
+                neighbours[axis, side] = torch.where(uniq[idx] == target, idx, num_vertices)
+    pattern = _Pattern(offset.view(num, dp1), order, crow, num_vertices,
+                       (_BlurGroup(0, num_vertices, neighbours),), deterministic)
+    return weights, pattern
+
+
+class PermutohedralLattice:
+    """A permutohedral lattice over fixed features, for fast Gaussian filtering.
+
+    Filtering ``values`` with the lattice approximates the Gaussian filter
+    ``out[i] = sum_j exp(-|f_i - f_j|**2 / 2) * values[j]`` (the point itself
+    included) in ``O(P * d)`` per channel.  The lattice is built once from the
+    features and reused by every call of :meth:`filter`.
+
+    Parameters
+    ----------
+    features : (N, d, H, W) or (P, d) float Tensor
+        Feature vectors already divided by their standard deviations
+        (e.g. ``(x / sxy, y / sxy, r / srgb, g / srgb, b / srgb)``).  A batch
+        of ``N`` images gives one lattice whose images never mix.  Gradients
+        flow from :meth:`filter`'s output back to ``features`` (through the
+        barycentric weights) when ``features`` requires them.
+    deterministic : bool, default False
+        Use gather and ordered segment reductions instead of sparse matrix
+        products: bitwise repeatable on CUDA, where sparse products may use
+        float atomics.  CPU results are repeatable either way.
+
+    Attributes
+    ----------
+    dim : int
+        Feature dimension ``d``.
+    num_points : int
+        ``P`` (``N * H * W`` for image features).
+    num_vertices : int
+        Number of lattice vertices ``M`` touched by the points.
+
+    Raises
+    ------
+    TypeError
+        ``features`` is not a floating-point tensor.
+    ValueError
+        Wrong number of dimensions, no points, ``d < 1``, non-finite values, or
+        a feature range too wide for the 63-bit vertex keys.
+
+    References
+    ----------
+    A. Adams, J. Baek and M. A. Davis, "Fast High-Dimensional Filtering Using
+    the Permutohedral Lattice", Computer Graphics Forum 29(2), 2010.
+
+    Examples
+    --------
+    >>> import torch
+    >>> features = torch.rand(100, 3) * 4
+    >>> lattice = PermutohedralLattice(features)
+    >>> ones = torch.ones(100, 1)
+    >>> smoothed = lattice.filter(torch.rand(100, 2), normalization="after")
+    >>> smoothed.shape
+    torch.Size([100, 2])
+    >>> bool(torch.allclose(lattice.filter(ones, normalization="after"), ones))
+    True
+    """
+
+    def __init__(self, features: torch.Tensor, *, deterministic: bool = False) -> None:
+        if not is_tensor(features):
+            raise TypeError(f"features must be a torch tensor, got {type(features).__name__}")
+        check_ndim("features", features, (2, 4), "(N, d, H, W) or (P, d)")
+        check_floating_dtype("features", features)
+        if features.ndim == 4:
+            n, d, h, w = features.shape
+            self._image_shape: tuple[int, int, int] | None = (n, h, w)
+            points = features.permute(0, 2, 3, 1).reshape(n * h * w, d)
+            batch = (torch.arange(n, device=features.device).repeat_interleave(h * w)
+                     if n > 1 else None)
+        else:
+            self._image_shape = None
+            points, batch = features, None
+        if points.shape[0] < 1 or points.shape[1] < 1:
+            raise ValueError(
+                f"features must hold at least one point of dimension d >= 1, got shape "
+                f"{shape_of(features)}")
+        check_finite("features", features)
+        self.dim = int(points.shape[1])
+        self.num_points = int(points.shape[0])
+        self.alpha = 1.0 / (1.0 + 2.0 ** -self.dim)
+        self.weights, self.pattern = _build(points, batch, bool(deterministic))
+        self.num_vertices = self.pattern.num_vertices
+        self.device = features.device
+        self._norm_cache: dict[torch.dtype, torch.Tensor] = {}
+
+    def __repr__(self) -> str:
+        return (f"PermutohedralLattice(dim={self.dim}, num_points={self.num_points}, "
+                f"num_vertices={self.num_vertices}, device={self.device})")
+
+    def _points(self, values: torch.Tensor) -> torch.Tensor:
+        if not is_tensor(values):
+            raise TypeError(f"values must be a torch tensor, got {type(values).__name__}")
+        check_floating_dtype("values", values)
+        if self._image_shape is not None:
+            n, h, w = self._image_shape
+            if values.ndim != 4 or (values.shape[0], values.shape[2], values.shape[3]) != (n, h, w):
+                raise ValueError(
+                    f"values must be (N, C, H, W) = ({n}, C, {h}, {w}) like the lattice's "
+                    f"features, got shape {shape_of(values)}")
+            points = values.permute(0, 2, 3, 1).reshape(n * h * w, values.shape[1])
+        else:
+            if values.ndim != 2 or values.shape[0] != self.num_points:
+                raise ValueError(
+                    f"values must be (P, C) with P = {self.num_points} like the lattice's "
+                    f"features, got shape {shape_of(values)}")
+            points = values
+        if values.device != self.device:
+            raise ValueError(f"values are on {values.device} but the lattice is on {self.device}")
+        return points
+
+    def raw_filter(self, values: torch.Tensor) -> torch.Tensor:
+        """Unnormalised lattice filter of ``(P, C)`` point values (densecrf's compute)."""
+        weights = self.weights.to(values.dtype)
+        vertex_values = blur(splat(values, weights, self.pattern), self.pattern)
+        return slice_at_points(vertex_values, weights * self.alpha, self.pattern)
+
+    def normalizer(self, dtype: torch.dtype) -> torch.Tensor:
+        """``(P, 1)`` lattice filter of ones: the kernel's row sums.
+
+        Cached per dtype unless the features require gradients.
+        """
+        if self.weights.requires_grad and torch.is_grad_enabled():
+            return self.raw_filter(torch.ones((self.num_points, 1), dtype=dtype,
+                                              device=self.device))
+        if dtype not in self._norm_cache:
+            with torch.no_grad():
+                self._norm_cache[dtype] = self.raw_filter(
+                    torch.ones((self.num_points, 1), dtype=dtype, device=self.device))
+        return self._norm_cache[dtype]
+
+    def filter_weights(self, normalization: str, dtype: torch.dtype
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Splat and slice weights ``(P, d+1)`` with a normalisation folded in.
+
+        ``symmetric`` filters ``n * K(n * x)`` with ``n = 1 / sqrt(K 1)``,
+        ``before`` filters ``K(x / K 1)``, ``after`` filters ``K(x) / K 1`` and
+        ``none`` applies the lattice kernel ``K`` as it is, exactly as
+        densecrf's ``NORMALIZE_SYMMETRIC``, ``NORMALIZE_BEFORE``,
+        ``NORMALIZE_AFTER`` and ``NO_NORMALIZATION`` do.
+        """
+        check_choice("normalization", normalization, NORMALIZATIONS)
+        weights = self.weights.to(dtype)
+        splat_w, slice_w = weights, weights * self.alpha
+        if normalization == "none":
+            return splat_w, slice_w
+        norm = self.normalizer(dtype) + _NORM_EPS
+        if normalization == "symmetric":
+            scale = norm.rsqrt()
+            return splat_w * scale, slice_w * scale
+        if normalization == "before":
+            return splat_w / norm, slice_w
+        return splat_w, slice_w / norm
+
+    def filter(self, values: torch.Tensor, normalization: str = "none") -> torch.Tensor:
+        """Gaussian-filter ``values`` over the lattice: splat, blur, slice.
+
+        Parameters
+        ----------
+        values : (N, C, H, W) or (P, C) float Tensor
+            Values at the points, in the layout of the lattice's features and
+            on the same device.
+        normalization : {"none", "symmetric", "before", "after"}, default "none"
+            ``none``: the kernel as it is; ``after``: divide the output by the
+            filtered ones (a weighted mean, ones map to ones); ``before``:
+            divide the input by them; ``symmetric``: divide both by their
+            square root (the kernel stays symmetric, densecrf's default).
+
+        Returns
+        -------
+        filtered : Tensor, the shape and dtype of ``values``
+            Differentiable in ``values`` (the adjoint filter runs in backward)
+            and in the lattice's features.
+        """
+        points = self._points(values)
+        splat_w, slice_w = self.filter_weights(normalization, values.dtype)
+        vertex_values = blur(splat(points, splat_w, self.pattern), self.pattern)
+        out = slice_at_points(vertex_values, slice_w, self.pattern)
+        if self._image_shape is None:
+            return out
+        n, h, w = self._image_shape
+        return out.reshape(n, h, w, -1).permute(0, 3, 1, 2)
