@@ -2,6 +2,7 @@
 
 from crfseg.crf.dense import DenseCRF, scores_to_unary
 from crfseg.crf.grid import GridCRF, GridCRFResult, maxflow
+from crfseg.crf.lattice import PermutohedralLattice
 from crfseg.crf.pairwise import (
     Pairwise,
     contrast_weights,
@@ -15,6 +16,7 @@ __all__ = [
     "scores_to_unary",
     "GridCRF",
     "GridCRFResult",
+    "PermutohedralLattice",
     "Pairwise",
     "contrast_weights",
     "maxflow",

@@ -5,6 +5,10 @@ float32 unary of shape ``(C, H*W)``, a C-contiguous uint8 ``(H, W, 3)`` image
 and a constructor that takes the width first.  Scores in any layout crfseg
 accepts are converted here, once, so the classic mistake of reshaping
 ``(H, W, C)`` to ``(C, -1)`` without a transpose cannot happen.
+
+The torch backend (``backend="torch"``) runs the same mean field with
+:mod:`crfseg.crf._torch_dense` on a permutohedral lattice in PyTorch: batched,
+on any device.  Its inputs go through the same conversions defined here.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import torch
 
 from crfseg._validation import (
     check_array,
@@ -28,7 +33,7 @@ from crfseg._validation import (
 __all__ = ["DenseCRF", "scores_to_unary", "INPUT_TYPES"]
 
 INPUT_TYPES = ("auto", "logits", "probs", "unary")
-BACKENDS = ("pydensecrf",)
+BACKENDS = ("pydensecrf", "torch", "auto")
 
 # Probabilities are clipped away from 0 before the log so a hard 0 costs a
 # large, finite energy (pydensecrf's own unary_from_softmax does the same).
@@ -40,7 +45,7 @@ def _to_numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if is_tensor(x) else np.asarray(x)
 
 
-def resolve_input_type(scores: np.ndarray, input_type: str, axis: int = 0) -> str:
+def resolve_input_type(scores: Any, input_type: str, axis: int = 0) -> str:
     """Name the kind of ``scores``: ``auto`` becomes ``probs`` or ``logits``.
 
     Probabilities are recognised when every value is non-negative and the
@@ -49,10 +54,14 @@ def resolve_input_type(scores: np.ndarray, input_type: str, axis: int = 0) -> st
     """
     check_choice("input_type", input_type, INPUT_TYPES)
     if input_type == "auto":
-        if scores.min() >= 0 and np.allclose(scores.sum(axis=axis), 1.0,
-                                             atol=_PROB_SUM_TOLERANCE):
-            return "probs"
-        return "logits"
+        if is_tensor(scores):
+            sums = scores.sum(dim=axis)
+            is_probs = bool(scores.min() >= 0) and torch.allclose(
+                sums, torch.ones_like(sums), atol=_PROB_SUM_TOLERANCE)
+        else:
+            is_probs = scores.min() >= 0 and np.allclose(scores.sum(axis=axis), 1.0,
+                                                         atol=_PROB_SUM_TOLERANCE)
+        return "probs" if is_probs else "logits"
     if input_type == "probs" and scores.min() < 0:
         raise ValueError(
             f"scores were given as probabilities but contain negative values "
@@ -61,7 +70,7 @@ def resolve_input_type(scores: np.ndarray, input_type: str, axis: int = 0) -> st
     return input_type
 
 
-def scores_to_unary(scores: Any, input_type: str = "auto", axis: int = 0) -> np.ndarray:
+def scores_to_unary(scores: Any, input_type: str = "auto", axis: int = 0) -> Any:
     """Convert class scores to a unary energy ``-log p``.
 
     Parameters
@@ -76,9 +85,10 @@ def scores_to_unary(scores: Any, input_type: str = "auto", axis: int = 0) -> np.
 
     Returns
     -------
-    unary : ndarray, same shape as ``scores``
+    unary : ndarray or Tensor, same shape as ``scores``
         ``-log_softmax(logits)``, ``-log(max(p, 1e-8))`` or the unary itself,
-        in float64 (float32 for float32 input).
+        in float64 (float32 for float32 input).  A Tensor for Tensor
+        ``scores``, on their device.
 
     Examples
     --------
@@ -86,6 +96,17 @@ def scores_to_unary(scores: Any, input_type: str = "auto", axis: int = 0) -> np.
     >>> np.round(np.exp(-u).ravel(), 3)
     array([0.25, 0.75])
     """
+    if is_tensor(scores):
+        check_floating_dtype("scores", scores)
+        check_finite("scores", scores)
+        x = scores.detach()
+        x = x if x.dtype == torch.float32 else x.to(torch.float64)
+        kind = resolve_input_type(x, input_type, axis)
+        if kind == "unary":
+            return x.clone()
+        if kind == "probs":
+            return -torch.log(x.clamp_min(_PROB_FLOOR))
+        return -torch.log_softmax(x, dim=axis)
     arr = _to_numpy(scores)
     check_floating_dtype("scores", arr)
     check_finite("scores", arr)
@@ -133,19 +154,57 @@ def prepare_image(image: Any, height: int, width: int) -> np.ndarray:
         raise TypeError(f"image must be uint8 or a float array in 0-255 units, got {img.dtype}")
     img = img.astype(np.float32)
     check_finite("image", img)
-    if img.min() < 0 or img.max() > 255:
+    _warn_outside_0_255(float(img.min()), float(img.max()))
+    return np.ascontiguousarray(img)
+
+
+def _warn_outside_0_255(low: float, high: float) -> None:
+    """Warn when a float image does not look like 0-255 units."""
+    if low < 0 or high > 255:
         warnings.warn(
-            f"image values span [{img.min():.3g}, {img.max():.3g}], outside 0-255; the "
+            f"image values span [{low:.3g}, {high:.3g}], outside 0-255; the "
             "bilateral kernel's srgb assumes 0-255 units",
-            stacklevel=3,
+            stacklevel=4,
         )
-    elif img.max() <= 1.0:
+    elif high <= 1.0:
         warnings.warn(
             "image values all lie in [0, 1]; the bilateral kernel's srgb assumes 0-255 units, "
             "multiply by 255 if this is a normalised image",
-            stacklevel=3,
+            stacklevel=4,
         )
-    return np.ascontiguousarray(img)
+
+
+def prepare_image_batch(image: Any, num: int, height: int, width: int) -> torch.Tensor:
+    """Return a batch of RGB images as an ``(N, 3, H, W)`` float Tensor in 0–255 units.
+
+    Accepts ``(N, 3, H, W)`` and ``(N, H, W, 3)`` arrays or tensors, uint8 or
+    float (floats keep their values, with the warning of
+    :func:`prepare_image` when they leave 0–255).  The result stays on the
+    image's device.
+    """
+    check_array("image", image)
+    img = image.detach() if is_tensor(image) else torch.from_numpy(np.asarray(image))
+    check_ndim("image", img, 4, "(N, 3, H, W) or (N, H, W, 3) for batched scores")
+    if tuple(img.shape[1:]) == (3, height, width):
+        pass
+    elif tuple(img.shape[1:]) == (height, width, 3):
+        img = img.permute(0, 3, 1, 2)
+    else:
+        raise ValueError(
+            f"image must be (N, 3, H, W) or (N, H, W, 3) with (H, W) = {(height, width)} "
+            f"like the scores, got shape {tuple(img.shape)}")
+    if img.shape[0] != num:
+        raise ValueError(
+            f"scores and image must hold the same number of images, got scores N={num} "
+            f"and image N={img.shape[0]}")
+    if img.dtype == torch.uint8:
+        return img.float()
+    if img.dtype == torch.bool or img.is_complex():
+        raise TypeError(f"image must be uint8 or a float array in 0-255 units, got {img.dtype}")
+    img = img if img.is_floating_point() else img.float()
+    check_finite("image", img)
+    _warn_outside_0_255(float(img.min()), float(img.max()))
+    return img
 
 
 def check_compat(name: str, compat: Any) -> float | np.ndarray:
@@ -206,8 +265,26 @@ class DenseCRF:
         Colour standard deviation of the appearance kernel, in 0–255 units.
     bilateral_compat : float, (C,) or (C, C) array, default 10
         Compatibility of the appearance kernel (same forms as ``gaussian_compat``).
-    backend : {"pydensecrf"}, default "pydensecrf"
-        The inference engine.
+    backend : {"pydensecrf", "torch", "auto"}, default "pydensecrf"
+        The inference engine.  ``torch`` runs the same mean field (same
+        kernels, normalisation and compatibilities) on a permutohedral
+        lattice in PyTorch, on any device and on batches; ``auto`` picks
+        ``torch`` when CUDA is available and ``pydensecrf`` otherwise.
+    device : str or torch.device, optional
+        Where the torch backend computes.  By default: the device of Tensor
+        scores, else CUDA when available, else the CPU.  The pydensecrf
+        backend runs on the CPU only.
+    deterministic : bool, default False
+        Torch backend: gather-based splat and slice, bitwise repeatable on
+        CUDA (CPU results are repeatable either way).
+
+    Notes
+    -----
+    What :meth:`refine` returns depends on the input: a single ``(C, H, W)``
+    ndarray gives a float32 ``(C, H, W)`` ndarray with either backend; with
+    the torch backend a ``(C, H, W)`` Tensor gives a Tensor and batched
+    ``(N, C, H, W)`` scores (ndarray or Tensor) give an ``(N, C, H, W)``
+    Tensor on the device, float32 (float64 for float64 scores).
 
     References
     ----------
@@ -222,6 +299,11 @@ class DenseCRF:
     >>> probs = DenseCRF(n_iter=2).refine(logits, image)
     >>> probs.shape, probs.dtype
     ((4, 20, 30), dtype('float32'))
+    >>> import torch
+    >>> crf = DenseCRF(n_iter=2, backend="torch", device="cpu")
+    >>> batch = crf.refine(torch.randn(2, 4, 20, 30), torch.rand(2, 3, 20, 30) * 255)
+    >>> batch.shape
+    torch.Size([2, 4, 20, 30])
     """
 
     def __init__(
@@ -233,6 +315,8 @@ class DenseCRF:
         bilateral_srgb: float = 13.0,
         bilateral_compat: float | np.ndarray = 10.0,
         backend: str = "pydensecrf",
+        device: str | torch.device | None = None,
+        deterministic: bool = False,
     ) -> None:
         self.n_iter = check_int("n_iter", n_iter, low=0)
         self.gaussian_sxy = check_number("gaussian_sxy", gaussian_sxy, low=0,
@@ -244,78 +328,140 @@ class DenseCRF:
         self.gaussian_compat = check_compat("gaussian_compat", gaussian_compat)
         self.bilateral_compat = check_compat("bilateral_compat", bilateral_compat)
         check_choice("backend", backend, BACKENDS)
+        if backend == "auto":
+            backend = "torch" if torch.cuda.is_available() else "pydensecrf"
         self.backend = backend
+        self.device = _check_device(device, backend)
+        if not isinstance(deterministic, bool):
+            raise TypeError(f"deterministic must be a bool, got {type(deterministic).__name__}")
+        self.deterministic = deterministic
 
     def __repr__(self) -> str:
+        device = "" if self.device is None else f", device='{self.device}'"
         return (
             f"DenseCRF(n_iter={self.n_iter}, gaussian_sxy={self.gaussian_sxy}, "
             f"bilateral_sxy={self.bilateral_sxy}, bilateral_srgb={self.bilateral_srgb}, "
-            f"backend={self.backend!r})"
+            f"backend={self.backend!r}{device})"
         )
 
-    def _check_scores(self, scores: Any) -> np.ndarray:
+    def _check_scores(self, scores: Any) -> Any:
         check_array("scores", scores)
-        arr = _to_numpy(scores)
-        check_ndim("scores", arr, 3, "(C, H, W) (channels first)")
+        if self.backend == "torch":
+            arr = scores
+            check_ndim("scores", arr, (3, 4), "(C, H, W) or (N, C, H, W) (channels first)")
+        else:
+            arr = _to_numpy(scores)
+            check_ndim("scores", arr, 3,
+                       "(C, H, W) (channels first); batches (N, C, H, W) need backend='torch'")
         check_floating_dtype("scores", arr)
-        if arr.shape[0] < 2:
-            raise ValueError(f"scores must have at least 2 classes (C >= 2), got C={arr.shape[0]}")
+        classes = arr.shape[-3]
+        if classes < 2:
+            raise ValueError(f"scores must have at least 2 classes (C >= 2), got C={classes}")
         for name, compat in (("gaussian_compat", self.gaussian_compat),
                              ("bilateral_compat", self.bilateral_compat)):
-            if not np.isscalar(compat) and compat.shape[0] != arr.shape[0]:
+            if not np.isscalar(compat) and compat.shape[0] != classes:
                 raise ValueError(
-                    f"{name} has shape {compat.shape} but the scores have C={arr.shape[0]} classes"
+                    f"{name} has shape {compat.shape} but the scores have C={classes} classes"
                 )
         return arr
 
-    def refine(self, scores: Any, image: Any, input_type: str = "auto") -> np.ndarray:
-        """Refined class probabilities of one image.
+    def refine(self, scores: Any, image: Any, input_type: str = "auto") -> Any:
+        """Refined class probabilities of one image or (torch backend) a batch.
 
         Parameters
         ----------
-        scores : (C, H, W) float ndarray or Tensor
-            Class scores, channels first, any float dtype and memory order.
-        image : (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) ndarray or Tensor
-            The RGB image (uint8, or float in 0–255 units); gray is repeated,
-            alpha dropped.
+        scores : (C, H, W) or (N, C, H, W) float ndarray or Tensor
+            Class scores, channels first, any float dtype and memory order;
+            batches need the torch backend.
+        image : ndarray or Tensor
+            The RGB image (uint8, or float in 0–255 units): ``(H, W)``,
+            ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` for one image (gray
+            is repeated, alpha dropped), ``(N, 3, H, W)`` or ``(N, H, W, 3)``
+            for a batch.
         input_type : {"auto", "logits", "probs", "unary"}, default "auto"
             What ``scores`` holds (see :func:`scores_to_unary`).
 
         Returns
         -------
-        probs : (C, H, W) float32 ndarray
-            Mean-field marginals; they sum to 1 over C.
+        probs : (C, H, W) float32 ndarray, or (C, H, W) / (N, C, H, W) Tensor
+            Mean-field marginals; they sum to 1 over C.  See the class Notes
+            for which kind comes back.
 
         Raises
         ------
         ValueError
-            NaN/inf scores, C < 2, spatial sizes that differ, negative
-            probabilities, or an image of an unsupported shape.
+            NaN/inf scores, C < 2, spatial sizes or batch sizes that differ,
+            negative probabilities, or an image of an unsupported shape.
         """
         arr = self._check_scores(scores)
         check_choice("input_type", input_type, INPUT_TYPES)
+        if self.backend == "torch":
+            return self._refine_torch(arr, image, input_type)
         num_classes, height, width = arr.shape
         img = prepare_image(image, height, width)
         unary = scores_to_unary(arr, input_type, axis=0)
         return self._refine_pydensecrf(unary, img)
 
-    def predict(self, scores: Any, image: Any, input_type: str = "auto") -> np.ndarray:
-        """Refined labels of one image: ``refine(...).argmax(0)``.
+    def predict(self, scores: Any, image: Any, input_type: str = "auto") -> Any:
+        """Refined labels: the argmax over the classes of :meth:`refine`.
 
         Parameters
         ----------
-        scores : (C, H, W) float ndarray or Tensor
+        scores : (C, H, W) or (N, C, H, W) float ndarray or Tensor
             Class scores, channels first.
-        image : (H, W[, 1|3|4]) ndarray or Tensor
-            The image, as for :meth:`refine`.
+        image : ndarray or Tensor
+            The image(s), as for :meth:`refine`.
         input_type : {"auto", "logits", "probs", "unary"}, default "auto"
             What ``scores`` holds.
 
         Returns
         -------
-        labels : (H, W) int64 ndarray
+        labels : (H, W) int64 ndarray, or (H, W) / (N, H, W) int64 Tensor
+            The same kind as :meth:`refine` returns.
         """
-        return self.refine(scores, image, input_type).argmax(axis=0)
+        probs = self.refine(scores, image, input_type)
+        return probs.argmax(dim=-3) if is_tensor(probs) else probs.argmax(axis=0)
+
+    def _refine_torch(self, scores: Any, image: Any, input_type: str) -> Any:
+        from crfseg.crf._torch_dense import bilateral_features, mean_field, spatial_features
+
+        numpy_in = not is_tensor(scores)
+        if self.device is not None:
+            device = self.device
+        elif numpy_in:
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            device = scores.device
+        batch = torch.from_numpy(np.asarray(scores)) if numpy_in else scores.detach()
+        single = batch.ndim == 3
+        batch = batch[None] if single else batch
+        num, classes, height, width = batch.shape
+        if single:
+            img = torch.from_numpy(prepare_image(image, height, width)).permute(2, 0, 1)[None]
+        else:
+            img = prepare_image_batch(image, num, height, width)
+        unary = scores_to_unary(batch.to(device), input_type, axis=1)
+        dtype = unary.dtype
+        img = img.to(device=device, dtype=dtype)
+
+        def compat(value: float | np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(compat_matrix(value, classes), dtype=dtype, device=device)
+
+        kernels = [
+            (spatial_features(num, height, width, self.gaussian_sxy, device=device, dtype=dtype),
+             compat(self.gaussian_compat)),
+            (bilateral_features(img, self.bilateral_sxy, self.bilateral_srgb),
+             compat(self.bilateral_compat)),
+        ]
+        with torch.no_grad():
+            refined = mean_field(-unary, kernels, self.n_iter, normalization="symmetric",
+                                 deterministic=self.deterministic)
+            probs = torch.softmax(refined, 1)
+        if not single:
+            return probs
+        if numpy_in:
+            return probs[0].to(torch.float32).cpu().numpy()
+        return probs[0]
 
     def _refine_pydensecrf(self, unary: np.ndarray, image: np.ndarray) -> np.ndarray:
         import pydensecrf.densecrf as dcrf
@@ -341,6 +487,24 @@ class DenseCRF:
                                   compat=bilateral_compat)
         q = crf.inference(self.n_iter)
         return np.asarray(q, dtype=np.float32).reshape(num_classes, height, width)
+
+
+def _check_device(device: Any, backend: str) -> torch.device | None:
+    """Validate the ``device`` argument of :class:`DenseCRF`."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (TypeError, RuntimeError) as exc:
+        raise ValueError(
+            f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available; "
+                         "use device='cpu'")
+    if backend == "pydensecrf" and dev.type != "cpu":
+        raise ValueError(f"the pydensecrf backend runs on the CPU only, got device={device!r}; "
+                         "use backend='torch' for other devices")
+    return dev
 
 
 def _pydensecrf_compat(compat: float | np.ndarray) -> float | np.ndarray:

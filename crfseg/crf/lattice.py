@@ -20,6 +20,7 @@ runs), so the two agree to float rounding.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -102,14 +103,17 @@ class _Pattern:
         if hit is not None and hit[0] is weights and hit[1] == weights._version:
             return hit[2]
         splat_crow, splat_col, slice_crow, slice_col = self._indices()
-        if kind == "splat":
-            mat = torch.sparse_csr_tensor(
-                splat_crow, splat_col, weights.reshape(-1)[self.splat_order],
-                (self.num_vertices, self.num_points), check_invariants=False)
-        else:
-            mat = torch.sparse_csr_tensor(
-                slice_crow, slice_col, weights.reshape(-1).contiguous(),
-                (self.num_points, self.num_vertices), check_invariants=False)
+        with warnings.catch_warnings():
+            # torch flags sparse CSR as beta; only its long-standing matrix product is used
+            warnings.simplefilter("ignore", UserWarning)
+            if kind == "splat":
+                mat = torch.sparse_csr_tensor(
+                    splat_crow, splat_col, weights.reshape(-1)[self.splat_order],
+                    (self.num_vertices, self.num_points), check_invariants=False)
+            else:
+                mat = torch.sparse_csr_tensor(
+                    slice_crow, slice_col, weights.reshape(-1).contiguous(),
+                    (self.num_points, self.num_vertices), check_invariants=False)
         if len(self._cache) > 8:
             indices = self._cache["indices"]
             self._cache.clear()
