@@ -445,7 +445,8 @@ def merge_regions(int32_t[::1] parent, int64_t[::1] count, double[::1] s, double
 
     With ``min_area == 0`` a pair merges when its union passes the rule; a
     rejected pair is remembered (one record per pair of roots) and offered
-    again as soon as either region grows.  With ``min_area > 0`` (clean-up)
+    again as soon as either region grows (for range, whose keys only grow, the
+    first pair that fails ends the merging).  With ``min_area > 0`` (clean-up)
     only pairs with a region of fewer than ``min_area`` pixels are considered,
     and they merge whatever the rule says.
 
@@ -515,6 +516,10 @@ def merge_regions(int32_t[::1] parent, int64_t[::1] count, double[::1] s, double
                 if count[ra] < min_area or count[rb] < min_area:
                     _absorb(&g, ra, rb)
                 continue
+            if kind == KIND_RANGE and key > threshold:
+                # range keys only grow and every stored key is a lower bound of the true
+                # one, so this pair and all that remain fail now and after any merge
+                break
             ok = _union_passes(&g, &rule, ra, rb, key)
             if not ok:
                 n_rejected += 1
