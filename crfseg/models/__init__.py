@@ -3,6 +3,7 @@
 from crfseg.models._base import IMAGENET_NORMALIZATION, SegmentationModel
 from crfseg.models.backbones import BACKBONES, Backbone, build_backbone
 from crfseg.models.checkpoint import load_checkpoint, save_checkpoint
+from crfseg.models.crf_as_rnn import CRFasRNN, CRFWrapped, with_crf
 from crfseg.models.deeplabv3 import DeepLabV3, deeplabv3
 from crfseg.models.deeplabv3plus import DeepLabV3Plus, deeplabv3plus
 from crfseg.models.duc_hdc import DUCHDC, duc_hdc
@@ -25,6 +26,8 @@ from crfseg.models.upernet import UperNet, upernet
 __all__ = [
     "BACKBONES",
     "Backbone",
+    "CRFWrapped",
+    "CRFasRNN",
     "DUCHDC",
     "DeepLabV3",
     "DeepLabV3Plus",
@@ -61,4 +64,5 @@ __all__ = [
     "segnet",
     "unet",
     "upernet",
+    "with_crf",
 ]
