@@ -947,7 +947,7 @@ def evaluate(
     count = 0
     use_amp = bool(amp) and ctx.device.type == "cuda"
     with torch.no_grad():
-        for images, target, _ in loader:
+        for images, target, indices in loader:
             images = images.to(ctx.device, non_blocking=True).float()
             target = target.to(ctx.device, non_blocking=True)
             inputs = normalize(images, mean, std)
@@ -956,6 +956,11 @@ def evaluate(
                                 enabled=use_amp):
                 cnn = parts[0] if parts is not None else model
                 logits = _resize_to(_logits(cnn(inputs)), target.shape[-2:]).float()
+            if not bool(torch.isfinite(logits).all()):
+                raise ValueError(
+                    f"the model's logits are not finite (NaN or inf) for "
+                    f"{', '.join(_files(dataset, indices))}; its weights may have diverged "
+                    "(check the checkpoint's training loss)")
             metrics["cnn"].update(logits.argmax(1), target)
             seconds["cnn"] += time.perf_counter() - tick
             if crf is not None:

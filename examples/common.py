@@ -306,11 +306,22 @@ def _train(config: dict[str, Any], args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if ctx.is_main:
+        _export_for_predict(model, data, output)
         last = result.history[-1]["loss"] if result.history else float("nan")
         print(f"stage {args.stage}: steps {result.start_step}->{result.step}, last loss "
               f"{last:.4f}, {result.images_per_second:.1f} images/s, {result.seconds:.1f} s; "
               f"checkpoint {result.checkpoint}")
     return 0
+
+
+def _export_for_predict(model: nn.Module, data: Any, output: Path) -> Path | None:
+    """Write ``<output>/model.pt`` for ``crfseg predict`` when the CNN comes from the model zoo."""
+    from crfseg.models import SegmentationModel, save_checkpoint
+
+    if not isinstance(model, SegmentationModel) or model.build_config is None:
+        return None
+    return save_checkpoint(output / "model.pt", model, class_names=list(data.classes),
+                           palette=data.palette)
 
 
 def _evaluate(config: dict[str, Any], args: argparse.Namespace) -> int:

@@ -312,6 +312,9 @@ def test_train_and_evaluate_reject_bad_models_and_data(tmp_path):
         evaluate(_net(), [(torch.zeros(3, 4, 4, dtype=torch.uint8), torch.zeros(4, 4).long())])
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         evaluate(_net(), _val_set(), batch_size=0)
+    with pytest.raises(ValueError, match=r"the model's logits are not finite \(NaN or inf\) for "
+                                         r"synthetic:seed=2:index=0; its weights may have"):
+        evaluate(_NaNAt(_net(), step=1), _val_set(), progress=False)
     with pytest.raises(ValueError, match=r"target contains label 2 .* outside \[0, 2\)"):
         evaluate(_net(), _val_set(), num_classes=2, class_names=["a", "b"], progress=False)
 
