@@ -19,7 +19,7 @@ K is 2 for 4-connectivity and 4 for 8.  Every energy is accumulated in float64.
 
 cimport cython
 from libc.math cimport INFINITY, fabs
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 import numpy as np
 
@@ -138,28 +138,23 @@ def energy(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, 
 # ---------------------------------------------------------------- graph cuts
 
 cdef class _CutWorkspace:
-    """Arrays of a Boykov-Kolmogorov graph whose undirected edges are given."""
+    """The arrays of one Boykov-Kolmogorov graph; arcs are filled by the caller."""
     cdef BKGraph g
     cdef object keep
-    cdef readonly object arc_of_edge   # (n_edges,) arc tails[e] -> heads[e]
 
-    def __cinit__(self, int n_nodes, const int[::1] tails, const int[::1] heads):
-        cdef int n_edges = tails.shape[0]
-        cdef int n_arcs = 2 * n_edges
+    def __cinit__(self, int n_nodes, int n_arcs):
         first = np.zeros(n_nodes + 1, dtype=np.intc)
         arc_ints = [np.zeros(max(n_arcs, 1), dtype=np.intc) for _ in range(2)]
-        node_ints = [np.zeros(max(n_nodes, 1), dtype=np.intc) for _ in range(6)]
+        node_ints = [np.zeros(max(n_nodes, 1), dtype=np.intc) for _ in range(5)]
         rcap = np.zeros(max(n_arcs, 1), dtype=np.float64)
         tr = np.zeros(max(n_nodes, 1), dtype=np.float64)
         is_sink = np.zeros(max(n_nodes, 1), dtype=np.uint8)
-        self.arc_of_edge = np.zeros(max(n_edges, 1), dtype=np.intc)
         self.keep = (first, arc_ints, node_ints, rcap, tr, is_sink)
         cdef int[::1] v_first = first, v_head = arc_ints[0], v_sister = arc_ints[1]
-        cdef int[::1] v_arc = self.arc_of_edge
         cdef double[::1] v_rcap = rcap, v_tr = tr
         cdef unsigned char[::1] v_sink = is_sink
         cdef int[::1] v_parent = node_ints[0], v_next = node_ints[1], v_ts = node_ints[2]
-        cdef int[::1] v_dist = node_ints[3], v_orphans = node_ints[4], v_fill = node_ints[5]
+        cdef int[::1] v_dist = node_ints[3], v_orphans = node_ints[4]
         self.g.n_nodes = n_nodes
         self.g.n_arcs = n_arcs
         self.g.first = &v_first[0]
@@ -173,100 +168,127 @@ cdef class _CutWorkspace:
         self.g.dist = &v_dist[0]
         self.g.is_sink = &v_sink[0]
         self.g.orphans = &v_orphans[0]
-        if n_edges == 0:
-            return
-        with nogil:
-            csr_from_edges(n_nodes, n_edges, &tails[0], &heads[0], self.g.first,
-                           self.g.head, self.g.sister, &v_arc[0], &v_fill[0])
 
 
-cdef object _grid_workspace(const Grid* g):
-    """Graph over the pixels with one edge per neighbour pair.
+cdef _CutWorkspace _grid_workspace(const Grid* g):
+    """Graph over the pixels of a grid with 2K arc slots per pixel.
 
-    Returns the workspace and ``fwd_arc`` (N*K,): the arc from pixel p to its
-    forward neighbour in direction k at p*K + k, -1 where there is none.
+    Slot k < K of pixel p is the arc to its forward neighbour in direction k,
+    slot K + k the arc to its backward neighbour; so the arc of edge (p, k) is
+    p * 2K + k and its sister q * 2K + K + k.  A slot without a neighbour is a
+    self-loop that keeps zero capacity, which the search never follows.
     """
-    nb_np = np.asarray(<const int[:g.N * g.K]>g.nb)
-    slots = np.flatnonzero(nb_np >= 0).astype(np.intc)
-    tails = (slots // g.K).astype(np.intc)
-    heads = nb_np[slots].astype(np.intc)
-    ws = _CutWorkspace(g.N, tails, heads)
-    fwd_arc = np.full(g.N * g.K, -1, dtype=np.intc)
-    fwd_arc[slots] = ws.arc_of_edge[: slots.shape[0]]
-    return ws, fwd_arc
+    cdef int K = g.K, S = 2 * g.K, N = g.N, p, k, q
+    cdef _CutWorkspace ws = _CutWorkspace(N, N * S)
+    cdef BKGraph* bk = &ws.g
+    with nogil:
+        for p in range(N + 1):
+            bk.first[p] = p * S
+        for p in range(N):
+            for k in range(K):
+                q = g.nb[p * K + k]
+                bk.head[p * S + k] = q if q >= 0 else p
+                bk.sister[p * S + k] = q * S + K + k if q >= 0 else p * S + k
+                q = g.nbb[p * K + k]
+                bk.head[p * S + K + k] = q if q >= 0 else p
+                bk.sister[p * S + K + k] = q * S + k if q >= 0 else p * S + K + k
+    return ws
+
+
+cdef inline bint _is_free(int label, int alpha, int beta, bint swap) noexcept nogil:
+    """Whether a pixel takes part in the move (see _build_move)."""
+    if swap:
+        return label == alpha or label == beta
+    return label != beta
 
 
 cdef void _build_move(
-    const Grid* g, const int* lab0, const int* lab1, const unsigned char* free_,
-    const int* fwd_arc, BKGraph* bk,
+    const Grid* g, const int* labels, int alpha, int beta, bint swap, BKGraph* bk,
 ) noexcept nogil:
-    """Binary graph of a move: free pixel p takes lab1[p] when cut to the sink.
+    """Graph of one move on a grid workspace (see _grid_workspace).
 
-    Fixed pixels keep lab0[p].  Each pairwise table (A, B, C, D) over the two
-    choices is split as in Kolmogorov & Zabih (2004), the non-submodular part
-    shared equally between the two arcs.
+    Expansion (``swap`` false): every pixel not labelled ``beta`` is free to
+    keep its label (source side) or take ``beta`` (sink side); ``alpha`` is
+    unused.  Swap: pixels labelled ``alpha`` or ``beta`` are free to take
+    ``alpha`` (source) or ``beta`` (sink).  Other pixels keep their labels.
+    Each pairwise table (A, B, C, D) over two free pixels' choices is split as
+    in Kolmogorov & Zabih (2004), its non-submodular part shared equally
+    between the two arcs; an edge to a fixed pixel becomes a unary term.
     """
-    cdef int p, q, k, a, K = g.K, L = g.L, l0p, l1p, l0q, l1q
+    cdef int p, q, k, K = g.K, S = 2 * g.K, L = g.L, l0p, l0q
+    cdef bint free_p, free_q
     cdef double w, A, B, C, D, half
     cdef const double* V = g.V
-    memset(bk.rcap, 0, bk.n_arcs * sizeof(double))
+    cdef double* rcap = bk.rcap
     for p in range(g.N):
-        if free_[p]:
-            bk.tr[p] = _u(g, p, lab1[p]) - _u(g, p, lab0[p])
-        else:
-            bk.tr[p] = 0.0
+        l0p = labels[p]
+        free_p = _is_free(l0p, alpha, beta, swap)
+        if free_p and swap:
+            l0p = alpha
+        bk.tr[p] = _u(g, p, beta) - _u(g, p, l0p) if free_p else 0.0
     for p in range(g.N):
-        l0p = lab0[p]
-        l1p = lab1[p]
+        l0p = labels[p]
+        free_p = _is_free(l0p, alpha, beta, swap)
+        if free_p and swap:
+            l0p = alpha
         for k in range(K):
             q = g.nb[p * K + k]
-            if q < 0 or not (free_[p] or free_[q]):
+            if q < 0:
                 continue
+            rcap[p * S + k] = 0.0
+            rcap[q * S + K + k] = 0.0
+            l0q = labels[q]
+            free_q = _is_free(l0q, alpha, beta, swap)
             w = g.wt[p * K + k]
-            if w == 0.0:
+            if not (free_p or free_q) or w == 0.0:
                 continue
-            l0q = lab0[q]
+            if free_q and swap:
+                l0q = alpha
             A = V[l0p * L + l0q]
-            if not free_[q]:
-                bk.tr[p] += w * (V[l1p * L + l0q] - A)
+            if not free_q:
+                bk.tr[p] += w * (V[beta * L + l0q] - A)
                 continue
-            l1q = lab1[q]
-            if not free_[p]:
-                bk.tr[q] += w * (V[l0p * L + l1q] - A)
+            if not free_p:
+                bk.tr[q] += w * (V[l0p * L + beta] - A)
                 continue
-            B = V[l0p * L + l1q]
-            C = V[l1p * L + l0q]
-            D = V[l1p * L + l1q]
+            B = V[l0p * L + beta]
+            C = V[beta * L + l0q]
+            D = V[beta * L + beta]
             half = 0.5 * (B + C - A - D)
             if half < 0.0:
                 half = 0.0
             bk.tr[p] += w * (C - A - half)
             bk.tr[q] += w * (B - A - half)
-            a = fwd_arc[p * K + k]
-            bk.rcap[a] = w * half
-            bk.rcap[bk.sister[a]] = w * half
+            rcap[p * S + k] = w * half
+            rcap[q * S + K + k] = w * half
+
+
+cdef inline int _move_label(int label, int alpha, int beta, bint swap, bint in_sink
+                            ) noexcept nogil:
+    """Label of a pixel after a move whose cut put it on the given side."""
+    if not _is_free(label, alpha, beta, swap):
+        return label
+    if in_sink:
+        return beta
+    return alpha if swap else label
 
 
 def graphcut(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
              int H, int W):
     """Exact minimum of a two-label submodular energy; returns (labels, energy).
 
-    ``unary`` is label-major (2, N).
+    ``unary`` is label-major (2, N).  It is one expansion move to label 1
+    from the all-0 labelling, which covers every labelling.
     """
     cdef _GridData data = _GridData(unary, True, wt, V, H, W)
     cdef Grid* g = &data.g
-    ws_obj, fwd_arr = _grid_workspace(g)
-    cdef _CutWorkspace ws = ws_obj
-    zeros = np.zeros(g.N, dtype=np.intc)
-    ones = np.ones(g.N, dtype=np.intc)
-    free_arr = np.ones(g.N, dtype=np.uint8)
-    out_arr = np.empty(g.N, dtype=np.intc)
-    cdef int[::1] lab0 = zeros, lab1 = ones, out = out_arr, fwd = fwd_arr
-    cdef unsigned char[::1] free_ = free_arr
+    cdef _CutWorkspace ws = _grid_workspace(g)
+    out_arr = np.zeros(g.N, dtype=np.intc)
+    cdef int[::1] out = out_arr
     cdef double e
     cdef int p
     with nogil:
-        _build_move(g, &lab0[0], &lab1[0], &free_[0], &fwd[0], &ws.g)
+        _build_move(g, &out[0], 0, 1, False, &ws.g)
         bk_maxflow(&ws.g)
         for p in range(g.N):
             out[p] = bk_in_sink(&ws.g, p)
@@ -279,15 +301,16 @@ def move_making(const double[:, ::1] unary, const double[:, ::1] wt, const doubl
     """Alpha-expansion (``swap`` False) or alpha-beta swap (True) in place.
 
     ``unary`` is label-major (L, N).  One cycle tries every label (expansion)
-    or every pair of labels (swap).  A move whose cut promises no gain is
-    skipped; otherwise it is kept only when the energy change, summed over
-    the pixels it relabels, is negative, so the energy never rises.
+    or every pair of labels (swap).  A move is kept only when the energy
+    change, summed over the pixels it relabels, is negative, so the energy
+    never rises.  A move is not tried again while the labelling is the one
+    it already failed to improve (moves are deterministic), and its labels
+    are not read back when its cut promises no gain.
     Returns (energies per cycle with the start first, n_iter, converged).
     """
     cdef _GridData data = _GridData(unary, True, wt, V, H, W)
     cdef Grid* g = &data.g
-    ws_obj, fwd_arr = _grid_workspace(g)
-    cdef _CutWorkspace ws = ws_obj
+    cdef _CutWorkspace ws = _grid_workspace(g)
     cdef int N = g.N, L = g.L
     if swap:
         firsts, seconds = np.triu_indices(L, 1)
@@ -295,44 +318,38 @@ def move_making(const double[:, ::1] unary, const double[:, ::1] wt, const doubl
         firsts, seconds = np.arange(L), np.arange(L)
     first_arr = firsts.astype(np.intc)
     second_arr = seconds.astype(np.intc)
-    int_arrays = [np.empty(N, dtype=np.intc) for _ in range(4)]
-    free_arr = np.empty(N, dtype=np.uint8)
+    prev_arr = np.array(labels, dtype=np.intc)
+    changed_arr = np.empty(N, dtype=np.intc)
+    failed_at_arr = np.full(first_arr.shape[0], -1, dtype=np.int64)
     history_arr = np.zeros(max_iter + 1, dtype=np.float64)
-    cdef int[::1] lab0 = int_arrays[0], lab1 = int_arrays[1], prev = int_arrays[2]
-    cdef int[::1] changed = int_arrays[3], fwd = fwd_arr
+    cdef int[::1] prev = prev_arr, changed = changed_arr
     cdef int[::1] move_first = first_arr, move_second = second_arr
-    cdef unsigned char[::1] free_ = free_arr
+    cdef long long[::1] failed_at = failed_at_arr
     cdef double[::1] history = history_arr
     cdef int it, m, i, alpha, beta, p, new, n_changed, n_iter = 0
     cdef int n_moves = first_arr.shape[0]
+    cdef long long n_kept = 0
     cdef bint converged = False
     cdef double energy, start, delta, flow
     with nogil:
-        memcpy(&prev[0], &labels[0], N * sizeof(int))
         energy = _energy(g, &labels[0])
         history[0] = energy
         for it in range(max_iter):
             start = energy
             for m in range(n_moves):
+                if failed_at[m] == n_kept:
+                    continue
                 alpha = move_first[m]
                 beta = move_second[m]
-                for p in range(N):
-                    if swap:
-                        # free pixels: alpha on the source side, beta on the sink side
-                        free_[p] = labels[p] == alpha or labels[p] == beta
-                        lab0[p] = alpha if free_[p] else labels[p]
-                    else:
-                        free_[p] = labels[p] != alpha
-                        lab0[p] = labels[p]
-                    lab1[p] = beta
-                _build_move(g, &lab0[0], &lab1[0], &free_[0], &fwd[0], &ws.g)
+                _build_move(g, &labels[0], alpha, beta, swap, &ws.g)
                 flow = bk_maxflow(&ws.g)
                 # the cut's energy is the current one plus flow - sink_total
                 if ws.g.sink_total - flow <= 1e-12 * fabs(energy):
+                    failed_at[m] = n_kept
                     continue
                 n_changed = 0
                 for p in range(N):
-                    new = lab1[p] if free_[p] and bk_in_sink(&ws.g, p) else lab0[p]
+                    new = _move_label(labels[p], alpha, beta, swap, bk_in_sink(&ws.g, p))
                     if new != labels[p]:
                         labels[p] = new
                         changed[n_changed] = p
@@ -346,6 +363,9 @@ def move_making(const double[:, ::1] unary, const double[:, ::1] wt, const doubl
                         labels[p] = prev[p]
                 if delta < 0.0:
                     energy += delta
+                    n_kept += 1
+                else:
+                    failed_at[m] = n_kept
             # re-sum, so rounding in the per-move changes does not accumulate
             energy = _energy(g, &labels[0])
             n_iter = it + 1
@@ -360,14 +380,19 @@ def maxflow(int n_nodes, const int[::1] tails, const int[::1] heads, const doubl
             const double[::1] rev_caps, const double[::1] source_caps,
             const double[::1] sink_caps):
     """Max-flow of a general graph; returns (flow value, 1 for sink-side nodes)."""
-    cdef _CutWorkspace ws = _CutWorkspace(n_nodes, tails, heads)
-    cdef int[::1] arc_of_edge = ws.arc_of_edge
-    cdef int e, i, a
+    cdef int n_edges = tails.shape[0], e, i, a
+    cdef _CutWorkspace ws = _CutWorkspace(n_nodes, 2 * n_edges)
+    arc_of_edge_arr = np.zeros(max(n_edges, 1), dtype=np.intc)
+    fill_arr = np.zeros(max(n_nodes, 1), dtype=np.intc)
+    cdef int[::1] arc_of_edge = arc_of_edge_arr, fill = fill_arr
     cdef double flow = 0.0
     side_arr = np.zeros(n_nodes, dtype=np.uint8)
     cdef unsigned char[::1] side = side_arr
     with nogil:
-        for e in range(tails.shape[0]):
+        csr_from_edges(n_nodes, n_edges, &tails[0] if n_edges else <int*>0,
+                       &heads[0] if n_edges else <int*>0, ws.g.first, ws.g.head,
+                       ws.g.sister, &arc_of_edge[0], &fill[0])
+        for e in range(n_edges):
             a = arc_of_edge[e]
             ws.g.rcap[a] += caps[e]
             ws.g.rcap[ws.g.sister[a]] += rev_caps[e]

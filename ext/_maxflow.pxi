@@ -28,6 +28,7 @@ cdef struct BKGraph:
     int n_nodes
     int n_arcs
     double sink_total    # sum of the sink capacities, set by bk_maxflow
+    unsigned char grow_sink   # which tree bk_maxflow grew, see bk_in_sink
     int* first          # (n_nodes + 1,) arcs of node i are first[i] .. first[i+1]-1
     int* head           # (n_arcs,) node an arc points to
     int* sister         # (n_arcs,) the reverse arc
@@ -206,7 +207,7 @@ cdef double bk_maxflow(BKGraph* g) noexcept nogil:
 
     ``rcap`` and ``tr`` must hold the capacities; ``first``, ``head`` and
     ``sister`` the arcs.  The other arrays are work space and are reset here.
-    Afterwards ``bk_in_sink(g, i)`` tells the side of the minimum cut.
+    Afterwards ``bk_in_sink(g, i)`` tells the side of a minimum cut.
     """
     cdef int n = g.n_nodes, i, j, a, sa, mid, s_node, t_node, current = -1
     cdef double flow = 0.0
@@ -216,6 +217,7 @@ cdef double bk_maxflow(BKGraph* g) noexcept nogil:
     g.orphan_count = 0
     g.time = 0
     g.sink_total = 0.0
+    cdef int n_source = 0, n_sink = 0
     for i in range(n):
         g.next_active[i] = -1
         g.ts[i] = 0
@@ -226,8 +228,18 @@ cdef double bk_maxflow(BKGraph* g) noexcept nogil:
             g.is_sink[i] = g.tr[i] < 0.0
             if g.is_sink[i]:
                 g.sink_total -= g.tr[i]
+                n_sink += 1
+            else:
+                n_source += 1
             g.parent[i] = BK_TERMINAL
             g.dist[i] = 1
+    # Only the roots of the smaller tree start active.  Every node linked to a
+    # terminal is already a root, so growing one tree is enough to find every
+    # augmenting path, and in a move of alpha-expansion the pixels drawn to
+    # the new label are usually few: the search stays where the cut can move.
+    g.grow_sink = n_sink <= n_source
+    for i in range(n):
+        if g.parent[i] == BK_TERMINAL and g.is_sink[i] == g.grow_sink:
             _bk_set_active(g, i)
 
     while True:
@@ -294,7 +306,14 @@ cdef double bk_maxflow(BKGraph* g) noexcept nogil:
 
 
 cdef inline bint bk_in_sink(BKGraph* g, int i) noexcept nogil:
-    return g.parent[i] != BK_FREE and g.is_sink[i]
+    """Side of ``i`` in a minimum cut after ``bk_maxflow``.
+
+    The grown tree holds exactly the nodes joined to its terminal by residual
+    paths, so the cut separates it from everything else.
+    """
+    if g.grow_sink:
+        return g.parent[i] != BK_FREE and g.is_sink[i]
+    return g.parent[i] == BK_FREE or g.is_sink[i]
 
 
 cdef void csr_from_edges(
