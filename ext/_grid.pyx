@@ -543,7 +543,24 @@ cdef double _message(
     return v
 
 
-cdef inline void _belief(const Grid* g, const double* Mp, int p, int S, double* theta
+cdef inline double _store_message(const double* out, float* stored, int L) noexcept nogil:
+    """Store a message in float32; return min_y (out[y] - stored[y]).
+
+    Messages are kept in float32 to halve the memory traffic of a pass.  The
+    returned rounding is added to the bound, which keeps it a bound of the
+    energy reparametrised by the stored messages.
+    """
+    cdef int y
+    cdef double low = INFINITY, d
+    for y in range(L):
+        stored[y] = <float>out[y]
+        d = out[y] - <double>stored[y]
+        if d < low:
+            low = d
+    return low
+
+
+cdef inline void _belief(const Grid* g, const float* Mp, int p, int S, double* theta
                          ) noexcept nogil:
     """theta = unary of p plus the S messages into p (node-major unary)."""
     cdef int s, x, L = g.L
@@ -570,6 +587,9 @@ def trws(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::
     its last pixel's belief / K.  The forward pass also labels each pixel
     given its labelled predecessors and the messages from its successors.
 
+    Messages are stored in float32 (see _store_message); beliefs, messages
+    in the making and the bound are computed in float64.
+
     ``labels`` receives the best labelling seen (the initial one counts when
     ``have_init``).  Returns (energy, bound, energy history, bound history,
     n_iter, converged).
@@ -577,13 +597,13 @@ def trws(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::
     cdef _GridData data = _GridData(unary, False, wt, V, H, W)
     cdef Grid* g = &data.g
     cdef int N = g.N, K = g.K, L = g.L, S = 2 * g.K
-    messages_arr = np.zeros((N, S, L), dtype=np.float64)
-    buffers = np.zeros((4, L + 1), dtype=np.float64)
+    messages_arr = np.zeros((N, S, L), dtype=np.float32)
+    buffers = np.zeros((5, L + 1), dtype=np.float64)
     env_v_arr = np.zeros(L + 1, dtype=np.intc)
     current_arr = np.empty(N, dtype=np.intc)
     e_hist_arr = np.zeros(max_iter, dtype=np.float64)
     b_hist_arr = np.zeros(max_iter, dtype=np.float64)
-    cdef double[:, :, ::1] M = messages_arr
+    cdef float[:, :, ::1] M = messages_arr
     cdef double[:, ::1] buf = buffers
     cdef int[::1] env_v = env_v_arr, current = current_arr
     cdef double[::1] e_hist = e_hist_arr, b_hist = b_hist_arr
@@ -591,12 +611,13 @@ def trws(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::
     cdef double* h = &buf[1, 0]
     cdef double* cost = &buf[2, 0]
     cdef double* env_z = &buf[3, 0]
+    cdef double* out = &buf[4, 0]
     cdef double gamma = 1.0 / K
     cdef double best_energy = INFINITY, best_bound = -INFINITY, bound, e, tmin, scale
     cdef double prev_bound = -INFINITY
     cdef int it, p, q, k, x, best, n_iter = 0
     cdef bint converged = False
-    cdef const double* Mp
+    cdef const float* Mp
     cdef const double* Vrow
     with nogil:
         if have_init:
@@ -632,7 +653,8 @@ def trws(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::
                     for x in range(L):
                         h[x] = gamma * theta[x] - Mp[k * L + x]
                     bound += _message(kind, g.wt[p * K + k], c0, cap, &V[0, 0], L, h,
-                                      &M[q, K + k, 0], &env_v[0], env_z)
+                                      out, &env_v[0], env_z)
+                    bound += _store_message(out, &M[q, K + k, 0], L)
             e = _energy(g, &current[0])
             if e < best_energy:
                 best_energy = e
@@ -658,6 +680,7 @@ def trws(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::
                     for x in range(L):
                         h[x] = gamma * theta[x] - Mp[(K + k) * L + x]
                     _message(kind, g.wt[q * K + k], c0, cap, &Vt[0, 0], L, h,
-                             &M[q, k, 0], &env_v[0], env_z)
+                             out, &env_v[0], env_z)
+                    _store_message(out, &M[q, k, 0], L)
     return (best_energy, best_bound, e_hist_arr[:n_iter], b_hist_arr[:n_iter], n_iter,
             converged)

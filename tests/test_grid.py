@@ -170,7 +170,8 @@ def test_trws_is_exact_on_a_chain():
         crf, unary, weights = random_problem(rng, kind, 3, 1, 8, 4)
         optimum = brute_force_minimum(crf, unary, weights)
         result = crf.minimize(unary, method="trws")
-        assert result.lower_bound == pytest.approx(optimum, abs=1e-9)
+        # float32 messages cost the bound their rounding, ~1e-7 of their size
+        assert optimum - 1e-5 < result.lower_bound <= optimum + 1e-9
         assert result.energy == pytest.approx(optimum, abs=1e-9)
         assert result.converged
 
@@ -218,8 +219,9 @@ def test_fast_messages_match_general_messages(rng, kind, connectivity):
     slow = GridCRF(general, connectivity=connectivity, edge_weights=weights)
     a = fast.minimize(unary, method="trws", max_iter=15, tol=0.0)
     b = slow.minimize(unary, method="trws", max_iter=15, tol=0.0)
-    np.testing.assert_allclose(a.bound_history, b.bound_history, rtol=1e-10)
-    np.testing.assert_allclose(a.energy_history, b.energy_history, rtol=1e-10)
+    # both store float32 messages, so they agree to about float32 precision
+    np.testing.assert_allclose(a.bound_history, b.bound_history, rtol=1e-6)
+    np.testing.assert_allclose(a.energy_history, b.energy_history, rtol=1e-6)
 
 
 # ------------------------------------------------------------------ behaviour
@@ -433,6 +435,9 @@ def test_method_condition_errors():
         anti.minimize(np.zeros((2, 3, 3)), method="swap")
     with pytest.raises(ValueError, match="method 'expansion' needs"):
         anti.minimize(np.zeros((2, 3, 3)), method="expansion")
+    huge = GridCRF(potts(3, 1e200))
+    with pytest.raises(ValueError, match=r"method 'trws' keeps its messages in float32"):
+        huge.minimize(np.zeros((3, 3, 3)), method="trws")
 
 
 def test_energy_errors():

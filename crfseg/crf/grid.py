@@ -52,6 +52,7 @@ _DEFAULT_MAX_ITER = {"graphcut": 1, "expansion": 20, "swap": 20, "icm": 50, "trw
 _KIND_CODES = {"general": 0, "potts": 1, "truncated_linear": 2, "truncated_quadratic": 3}
 _EDGE_NAMES = ("right", "down", "diagonal", "anti-diagonal")
 _INT32_MAX = 2**31 - 1
+_FLOAT32_SAFE = 1e30  # messages are bounded by edge weight x the range of V
 
 
 @dataclass(frozen=True)
@@ -390,6 +391,12 @@ class GridCRF:
                     unary_ln, wt, matrix, height, width, labels, method == "swap", max_iter, tol)
             energy, lower_bound = float(history[-1]), None
         else:
+            span = float(np.ptp(matrix)) * float(wt.max(initial=0.0))
+            if span > _FLOAT32_SAFE:
+                raise ValueError(
+                    "method 'trws' keeps its messages in float32, which needs edge weight x "
+                    f"(max V - min V) <= {_FLOAT32_SAFE:g}, got {span:g}; rescale the energy"
+                )
             kind = self.pairwise.kind
             weight = 0.0 if kind == "general" else self.pairwise.weight
             # the cost's value where it stops growing (a zero cost has none to add)
