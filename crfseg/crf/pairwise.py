@@ -7,14 +7,14 @@ truncated quadratic, or any ``(L, L)`` matrix) and the per-edge weights
 
 Edges and their weight arrays, for an ``(H, W)`` grid:
 
-=========  ==========================  ============  =========================
-direction  edge                        weights       default weight
-=========  ==========================  ============  =========================
-right      (y, x) - (y, x + 1)         (H, W - 1)    1
-down       (y, x) - (y + 1, x)         (H - 1, W)    1
-diagonal   (y, x) - (y + 1, x + 1)     (H - 1, W - 1)  1 / sqrt(2)
-anti-diag  (y, x + 1) - (y + 1, x)     (H - 1, W - 1)  1 / sqrt(2)
-=========  ==========================  ============  =========================
+=============  =========================  ==============  ==============
+direction      edge                       weights         default weight
+=============  =========================  ==============  ==============
+right          (y, x) - (y, x + 1)        (H, W - 1)      1
+down           (y, x) - (y + 1, x)        (H - 1, W)      1
+diagonal       (y, x) - (y + 1, x + 1)    (H - 1, W - 1)  1 / sqrt(2)
+anti-diagonal  (y, x + 1) - (y + 1, x)    (H - 1, W - 1)  1 / sqrt(2)
+=============  =========================  ==============  ==============
 
 The first pixel of every edge comes first in raster order, and ``V`` is
 indexed ``V[label of the first pixel, label of the second]``.  4-connectivity
@@ -46,6 +46,8 @@ __all__ = [
     "truncated_linear",
     "truncated_quadratic",
     "as_pairwise",
+    "expansion_violation",
+    "swap_violation",
     "contrast_weights",
     "default_edge_weights",
     "EDGE_OFFSETS",
@@ -337,8 +339,32 @@ def as_pairwise(pairwise: Pairwise | np.ndarray, num_labels: int | None = None) 
 def expansion_violation(matrix: np.ndarray) -> tuple[int, int, int] | None:
     """First ``(a, b, c)`` with ``V[a, a] + V[b, c] > V[a, c] + V[b, a]``, or None.
 
-    That inequality is the condition under which every alpha-expansion move
-    is a submodular binary problem (Kolmogorov & Zabih 2004).
+    ``V[a, a] + V[b, c] <= V[a, c] + V[b, a]`` for all labels is the condition
+    under which every alpha-expansion move is a submodular binary problem.
+
+    Parameters
+    ----------
+    matrix : (L, L) ndarray of float64
+        The cost ``V``; entries within 1e-12 of its largest magnitude of the
+        condition count as meeting it.
+
+    Returns
+    -------
+    tuple of int or None
+
+    References
+    ----------
+    .. [1] V. Kolmogorov and R. Zabih, "What Energy Functions Can Be Minimized
+       via Graph Cuts?", IEEE TPAMI 26(2), 2004.
+
+    Examples
+    --------
+    >>> from crfseg.crf import potts, truncated_quadratic
+    >>> from crfseg.crf.pairwise import expansion_violation
+    >>> expansion_violation(potts(3, 1.0).matrix) is None
+    True
+    >>> expansion_violation(truncated_quadratic(3, 1.0).matrix)
+    (1, 0, 2)
     """
     scale = max(float(np.abs(matrix).max()), 1e-300)
     for a in range(matrix.shape[0]):
@@ -350,7 +376,26 @@ def expansion_violation(matrix: np.ndarray) -> tuple[int, int, int] | None:
 
 
 def swap_violation(matrix: np.ndarray) -> tuple[int, int] | None:
-    """First pair ``(a, b)`` with ``V[a, a] + V[b, b] > V[a, b] + V[b, a]``, or None."""
+    """First pair ``(a, b)`` with ``V[a, a] + V[b, b] > V[a, b] + V[b, a]``, or None.
+
+    The condition of alpha-beta swap moves (and, for two labels, of an exact
+    graph cut): every pair of labels must be submodular.
+
+    Parameters
+    ----------
+    matrix : (L, L) ndarray of float64
+
+    Returns
+    -------
+    tuple of int or None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crfseg.crf.pairwise import swap_violation
+    >>> swap_violation(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    (0, 1)
+    """
     scale = max(float(np.abs(matrix).max()), 1e-300)
     diag = np.diag(matrix)
     excess = diag[:, None] + diag[None, :] - matrix - matrix.T
