@@ -710,6 +710,11 @@ def train(
                 break
     if bar is not None:
         bar.close()
+    if ctx.distributed:
+        # Each process updated its BatchNorm statistics with its own last batch;
+        # give every process rank 0's, which the checkpoint holds.
+        for buffer in _unwrap(model).buffers():
+            dist.broadcast(buffer.data, src=0)
     result.seconds = time.perf_counter() - started
     result.step = step
     done_images = (step - start_step) * batch_size * ctx.world_size
@@ -792,7 +797,8 @@ class EvaluationReport:
         return {k: float(m.compute()["mean_iou"]) for k, m in self.metrics.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON: per variant the means and the per-class IoU (NaN for absent)."""
+        """Plain data for JSON: per variant the means, the per-class IoU (NaN for absent)
+        and the confusion matrix (rows: ground truth, columns: prediction)."""
         out: dict[str, Any] = {"num_images": self.num_images, "variants": {}}
         for key, metrics in self.metrics.items():
             scores = metrics.compute()
@@ -803,6 +809,7 @@ class EvaluationReport:
                 "mean_pixel_accuracy": scores["mean_pixel_accuracy"],
                 "mean_dice": scores["mean_dice"],
                 "iou": dict(zip(self.class_names, scores["iou"].tolist(), strict=True)),
+                "confusion_matrix": scores["confusion_matrix"].tolist(),
                 "seconds": self.seconds.get(key, 0.0),
             }
         return out

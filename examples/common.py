@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -35,6 +36,7 @@ from crfseg import io
 from crfseg.datasets import get_dataset
 from crfseg.datasets.transforms import eval_transforms, train_transforms
 from crfseg.training import (
+    DistributedContext,
     NonFiniteLossError,
     evaluate,
     init_distributed,
@@ -216,7 +218,18 @@ def build_train_parser(config: dict[str, Any]) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true",
                         help="continue from the stage's last.pt when it exists")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="score the trained model on the validation split afterwards")
+    _scoring_arguments(parser)
     return parser
+
+
+def _scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", help="split to score (default: the configuration's val)")
+    parser.add_argument("--no-crf", action="store_true", help="skip DenseCRF post-processing")
+    parser.add_argument("--json", help="write the scores to this JSON file")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the mIoU row as a markdown table")
 
 
 def build_evaluate_parser(config: dict[str, Any]) -> argparse.ArgumentParser:
@@ -224,14 +237,11 @@ def build_evaluate_parser(config: dict[str, Any]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Score the CNN, CNN + DenseCRF and (after stage crfasrnn) CNN + CRFasRNN.")
     _common_arguments(parser, config)
-    parser.add_argument("--split", help="split to score (default: the configuration's val)")
     parser.add_argument("--stage", choices=("auto", *STAGES), default="auto",
                         help="auto: crfasrnn when its checkpoint exists, else cnn")
-    parser.add_argument("--no-crf", action="store_true", help="skip DenseCRF post-processing")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--json", help="write the scores to this JSON file")
-    parser.add_argument("--markdown", action="store_true",
-                        help="also print the mIoU row as a markdown table")
+    parser.add_argument("--batch-size", dest="eval_batch_size", type=int, default=1,
+                        help="images per forward pass (they must share a size)")
+    _scoring_arguments(parser)
     return parser
 
 
@@ -244,7 +254,10 @@ def _run(function: Any, config_path: str | Path, argv: Sequence[str] | None,
             config = load_config(args.config)
         if args.threads:
             torch.set_num_threads(args.threads)
-        return function(config, args)
+        code = function(config, args)
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+        return code
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -255,6 +268,9 @@ def _run(function: Any, config_path: str | Path, argv: Sequence[str] | None,
     except Exception:  # unexpected: show where
         traceback.print_exc()
         return 1
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def train_main(config_path: str | Path, argv: Sequence[str] | None = None) -> int:
@@ -311,6 +327,8 @@ def _train(config: dict[str, Any], args: argparse.Namespace) -> int:
         print(f"stage {args.stage}: steps {result.start_step}->{result.step}, last loss "
               f"{last:.4f}, {result.images_per_second:.1f} images/s, {result.seconds:.1f} s; "
               f"checkpoint {result.checkpoint}")
+    if args.evaluate:
+        _score(config, args, model, ctx)
     return 0
 
 
@@ -337,17 +355,30 @@ def _evaluate(config: dict[str, Any], args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no trained model for stage {stage}: {checkpoint} does not "
                                 f"exist; run train.py --stage {stage} --output {output} first")
     ctx = init_distributed(device=args.device)
-    split = args.split or config["dataset"]["val_split"]
-    data = make_dataset(config, args.data_root, split, training=False)
+    data = make_dataset(config, args.data_root, _split(config, args), training=False)
     model = build_model(config["model"], data.num_classes)
     if stage == "crfasrnn":
         model = build_crfasrnn(model, data.num_classes, config["crfasrnn"])
     _load_weights(model, checkpoint)
+    _score(config, args, model, ctx, data)
+    return 0
+
+
+def _split(config: dict[str, Any], args: argparse.Namespace) -> str:
+    return args.split or config["dataset"]["val_split"]
+
+
+def _score(config: dict[str, Any], args: argparse.Namespace, model: nn.Module,
+           ctx: DistributedContext, data: Any = None) -> None:
+    """Evaluate ``model`` on the chosen split and print (and save) the side-by-side scores."""
+    split = _split(config, args)
+    if data is None:
+        data = make_dataset(config, args.data_root, split, training=False)
     crf = None if args.no_crf else build_densecrf(config["densecrf"])
     num_workers = args.num_workers if args.num_workers is not None else config["train"].get(
         "num_workers", 0)
-    report = evaluate(model, data, crf=crf, batch_size=args.batch_size, device=ctx.device,
-                      num_workers=num_workers, progress=not args.no_progress)
+    report = evaluate(model, data, crf=crf, batch_size=getattr(args, "eval_batch_size", 1),
+                      device=ctx.device, num_workers=num_workers, progress=not args.no_progress)
     if ctx.is_main:
         print(f"{config['dataset']['name']} {split}: {report.num_images} images")
         print(report.table())
@@ -355,7 +386,6 @@ def _evaluate(config: dict[str, Any], args: argparse.Namespace) -> int:
             print(markdown_row(report))
         if args.json:
             io.write_json(args.json, report.to_dict())
-    return 0
 
 
 def markdown_row(report: Any) -> str:

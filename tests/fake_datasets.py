@@ -4,11 +4,14 @@ Each ``write_<name>(folder)`` fills ``folder`` with a few 24×32 images and
 label files whose raw values span the dataset's whole encoding (classes and
 void), and returns the path a user would pass as ``root``.  Tests decode the
 labels with an oracle written from the datasets' documentation
-(``../shared/DATASETS.md``) and compare with the readers.
+(``../shared/DATASETS.md``) and compare with the readers.  ``run_example``
+runs an example script on them as ``python`` would.
 """
 
 from __future__ import annotations
 
+import runpy
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +178,20 @@ WRITERS = {
     "coco_stuff": write_coco_stuff,
     "coco_stuff_10k": write_coco_stuff_10k,
 }
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(name: str, script: str, *argv: str) -> int:
+    """Run ``examples/<name>/<script>.py`` in this process, as ``python`` would; its exit code."""
+    path = EXAMPLES / name / f"{script}.py"
+    saved = sys.argv
+    sys.argv = [str(path), *argv]
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        sys.argv = saved
+    return 0

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import runpy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from fake_datasets import WRITERS
+from fake_datasets import WRITERS, run_example
 
 import crfseg.models
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 CASES = ["camvid", "voc", "cityscapes", "ade20k", "coco_stuff"]
 
@@ -24,20 +19,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def run_example(name: str, script: str, *argv: str) -> int:
-    """Run ``examples/<name>/<script>.py`` in this process, as ``python`` would; its exit code."""
-    path = EXAMPLES / name / f"{script}.py"
-    saved = sys.argv
-    sys.argv = [str(path), *argv]
-    try:
-        runpy.run_path(str(path), run_name="__main__")
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.argv = saved
-    return 0
 
 
 QUICK = ("--max-steps", "2", "--batch-size", "2", "--crop-size", "24", "32",

@@ -1,0 +1,56 @@
+"""Two CPU processes under torchrun (gloo): DDP training, then evaluation whose
+metrics must equal those of one process on the same checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from fake_datasets import EXAMPLES, run_example
+
+from crfseg.training import load_training_state
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The same thread count as the torchrun processes, so the float sums agree."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one(tmp_path):
+    output = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+        str(EXAMPLES / "synthetic" / "train.py"), "--output", str(output), "--max-steps", "25",
+        "--batch-size", "8", "--num-workers", "0", "--threads", "1", "--no-progress",
+        "--evaluate", "--json", str(tmp_path / "two.json"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.count("stage cnn: steps 0->25") == 1  # only rank 0 reports
+    state = load_training_state(output / "cnn" / "last.pt")
+    assert state["settings"]["world_size"] == 2 and state["step"] == 25
+
+    assert run_example("synthetic", "evaluate", "--output", str(output), "--num-workers", "0",
+                       "--no-progress", "--json", str(tmp_path / "one.json")) == 0
+    two = json.loads((tmp_path / "two.json").read_text())
+    one = json.loads((tmp_path / "one.json").read_text())
+    assert two["num_images"] == one["num_images"] == 100
+    assert set(two["variants"]) == set(one["variants"]) == {"cnn", "cnn+densecrf"}
+    for key in one["variants"]:
+        assert two["variants"][key]["confusion_matrix"] == one["variants"][key]["confusion_matrix"]
+        assert two["variants"][key]["mean_iou"] == one["variants"][key]["mean_iou"]
+    # The comparison is not between degenerate outputs: most classes are predicted.
+    matrix = np.array(one["variants"]["cnn"]["confusion_matrix"])
+    assert matrix.sum() == 100 * 64 * 64 and (matrix.sum(axis=0) > 0).sum() >= 4
