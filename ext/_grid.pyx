@@ -3,7 +3,8 @@
 No validation here: ``crfseg.crf.grid`` checks shapes, dtypes and the
 conditions each method needs, then calls these kernels with
 
-* ``unary``  float64, C-contiguous, either label-major (L, N), the layout of
+* ``unary``  float32 or float64 (read as it is, summed in float64),
+  C-contiguous, either label-major (L, N), the layout of
   the public API and the faster one for graph cuts, or node-major (N, L), the
   faster one for message passing and ICM (``labels_first`` says which);
 * ``wt``     (N, K) float64 edge weights, ``wt[p, k]`` for the edge from pixel
@@ -37,7 +38,8 @@ cdef int[4] _DX = [1, 0, 1, -1]
 
 cdef struct Grid:
     int H, W, K, L, N
-    const double* unary
+    const double* unary64    # one of the two is set
+    const float* unary32
     Py_ssize_t usp, usl      # unary[p, l] is unary[p * usp + l * usl]
     const double* wt
     const double* V
@@ -46,7 +48,8 @@ cdef struct Grid:
 
 
 cdef inline double _u(const Grid* g, int p, int l) noexcept nogil:
-    return g.unary[p * g.usp + l * g.usl]
+    cdef Py_ssize_t i = p * g.usp + l * g.usl
+    return g.unary32[i] if g.unary32 != NULL else g.unary64[i]
 
 
 cdef class _GridData:
@@ -54,7 +57,7 @@ cdef class _GridData:
     cdef Grid g
     cdef object keep
 
-    def __cinit__(self, const double[:, ::1] unary, bint labels_first,
+    def __cinit__(self, unary, bint labels_first,
                   const double[:, ::1] wt, const double[:, ::1] V, int H, int W):
         cdef int K = wt.shape[1]
         nb_arr = np.full(H * W * K, -1, dtype=np.intc)
@@ -77,8 +80,17 @@ cdef class _GridData:
         self.g.W = W
         self.g.N = H * W
         self.g.K = K
-        self.g.L = unary.shape[0] if labels_first else unary.shape[1]
-        self.g.unary = &unary[0, 0]
+        self.g.L = int(unary.shape[0] if labels_first else unary.shape[1])
+        cdef const float[:, ::1] u32
+        cdef const double[:, ::1] u64
+        self.g.unary32 = NULL
+        self.g.unary64 = NULL
+        if unary.dtype == np.float32:
+            u32 = unary
+            self.g.unary32 = &u32[0, 0]
+        else:
+            u64 = unary
+            self.g.unary64 = &u64[0, 0]
         self.g.usp = 1 if labels_first else self.g.L
         self.g.usl = self.g.N if labels_first else 1
         self.g.wt = &wt[0, 0]
@@ -125,7 +137,7 @@ cdef double _change_energy(
     return d
 
 
-def energy(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
+def energy(unary, const double[:, ::1] wt, const double[:, ::1] V,
            int H, int W, const int[::1] labels):
     """Energy of a labelling; ``unary`` is label-major (L, N)."""
     cdef _GridData data = _GridData(unary, True, wt, V, H, W)
@@ -273,7 +285,7 @@ cdef inline int _move_label(int label, int alpha, int beta, bint swap, bint in_s
     return alpha if swap else label
 
 
-def graphcut(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
+def graphcut(unary, const double[:, ::1] wt, const double[:, ::1] V,
              int H, int W):
     """Exact minimum of a two-label submodular energy; returns (labels, energy).
 
@@ -296,7 +308,7 @@ def graphcut(const double[:, ::1] unary, const double[:, ::1] wt, const double[:
     return out_arr, e
 
 
-def move_making(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
+def move_making(unary, const double[:, ::1] wt, const double[:, ::1] V,
                 int H, int W, int[::1] labels, bint swap, int max_iter, double tol):
     """Alpha-expansion (``swap`` False) or alpha-beta swap (True) in place.
 
@@ -407,7 +419,7 @@ def maxflow(int n_nodes, const int[::1] tails, const int[::1] heads, const doubl
 
 # ------------------------------------------------------------------------ ICM
 
-def icm(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
+def icm(unary, const double[:, ::1] wt, const double[:, ::1] V,
         int H, int W, int[::1] labels, int max_iter, double tol):
     """Iterated conditional modes in raster order, in place.
 
@@ -564,15 +576,14 @@ cdef inline void _belief(const Grid* g, const float* Mp, int p, int S, double* t
                          ) noexcept nogil:
     """theta = unary of p plus the S messages into p (node-major unary)."""
     cdef int s, x, L = g.L
-    cdef const double* u = &g.unary[p * L]
     for x in range(L):
-        theta[x] = u[x]
+        theta[x] = _u(g, p, x)
     for s in range(S):
         for x in range(L):
             theta[x] += Mp[s * L + x]
 
 
-def trws(const double[:, ::1] unary, const double[:, ::1] wt, const double[:, ::1] V,
+def trws(unary, const double[:, ::1] wt, const double[:, ::1] V,
          const double[:, ::1] Vt, int H, int W, int kind, double c0, double cap,
          int[::1] labels, bint have_init, int max_iter, double tol):
     """Sequential tree-reweighted message passing (Kolmogorov 2006).

@@ -266,7 +266,7 @@ class GridCRF:
         return method
 
     def _prepare(self, unary: Any) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """Validate ``unary``; return it as (L, N) float64, the (N, K) weights, H, W."""
+        """Validate ``unary``; return it as (L, N), the (N, K) weights, H, W."""
         check_array("unary", unary, allow_tensor=False)
         check_floating_dtype("unary", unary)
         check_ndim("unary", unary, 3, "(L, H, W) with labels first")
@@ -288,8 +288,10 @@ class GridCRF:
                 f"{shape_of(unary)} (H, W) = ({height}, {width})"
             )
         check_finite("unary", unary)
+        # float32 stays float32 (the kernels sum it in float64); other floats become float64
+        dtype = np.float32 if unary.dtype == np.float32 else np.float64
         label_major = np.ascontiguousarray(
-            unary.reshape(num_labels, height * width), dtype=np.float64
+            unary.reshape(num_labels, height * width), dtype=dtype
         )
         return label_major, self._weights(height, width), height, width
 
