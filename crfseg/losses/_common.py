@@ -153,12 +153,19 @@ def check_logits_target(
             f"target must be on the device of logits ({logits.device}), got {target.device}"
         )
     ignore_index = check_int("ignore_index", ignore_index)
-    check_finite("logits", logits)
-    valid = target != ignore_index
-    check_label_range("target", target, valid, c, ignore_index)
-    labels = torch.where(valid, target.long(), 0)
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
+    valid = target != ignore_index
+    bad = valid & ((target < 0) | (target >= c))
+    # One host sync for both checks.  The sum of the logits is not finite when any logit is
+    # not (and costs a tenth of isfinite); the exact count is only taken to word the error.
+    logit_sum, bad_count = torch.stack(
+        [logits.detach().sum().double(), bad.sum().double()]).tolist()
+    if not math.isfinite(logit_sum):
+        check_finite("logits", logits)
+    if bad_count:
+        check_label_range("target", target, valid, c, ignore_index)
+    labels = torch.where(valid, target.long(), 0)
     return logits, valid, labels
 
 
@@ -224,19 +231,66 @@ def one_hot(labels: Tensor, valid: Tensor, like: Tensor) -> Tensor:
     return out.masked_fill_(~valid[:, None], 0.0)
 
 
-def region_sums(
-    probs: Tensor, onehot: Tensor, per_image: bool, squared: bool = False
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Soft true positives, predicted mass and target mass per class.
+class _SoftmaxRegionSums(torch.autograd.Function):
+    """Softmax of the logits and its region sums, with a fused backward pass.
 
-    Returns ``(tp, sum_p, sum_g)``, each ``(C,)`` (summed over the batch) or
-    ``(N, C)`` with ``per_image``.  ``squared`` sums ``p**2`` instead of ``p``
-    (the V-Net denominator; ``g**2 == g``).
+    Returns ``tp (N, C)`` and ``sum_p (N, C)`` (``sum p**2`` with ``squared``)
+    over the pixels of weight 1.  Autograd through softmax, gather, scatter and
+    a matrix product would allocate four ``(N, C, H, W)`` tensors in backward;
+    writing the gradient of the logits directly needs one.  With ``G`` the
+    gradient with respect to ``p``, the softmax backward is
+    ``p * (G - sum_c p_c G_c)``, and ``G`` is zero at pixels of weight 0.
     """
-    dims = (2, 3) if per_image else (0, 2, 3)
-    tp = (probs * onehot).sum(dims)
-    sum_p = (probs * probs if squared else probs).sum(dims)
-    return tp, sum_p, onehot.sum(dims)
+
+    @staticmethod
+    def forward(ctx, logits, index, weight, squared):  # noqa: D102 (documented above)
+        n, c = logits.shape[:2]
+        probs = torch.softmax(logits, dim=1).reshape(n, c, -1)
+        mass = probs * probs if squared else probs
+        sum_p = torch.bmm(mass, weight[..., None])[..., 0]
+        p_true = probs.gather(1, index[:, None])[:, 0]
+        tp = probs.new_zeros(n, c).scatter_add_(1, index, p_true * weight)
+        ctx.save_for_backward(probs, index, weight, p_true)
+        ctx.squared = squared
+        ctx.logits_shape = logits.shape
+        return tp, sum_p
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_tp, grad_sum_p):  # noqa: D102
+        probs, index, weight, p_true = ctx.saved_tensors
+        # G[n, c, i] = w_i (a[n, c, i] + [c == t_i] grad_tp[n, c]), a = grad_sum_p (x 2p if squared)
+        true_grad = grad_tp.gather(1, index) * weight  # (N, HW): G at the true class, minus a
+        if ctx.squared:
+            grad = probs * (2.0 * grad_sum_p[..., None]) * weight[:, None]
+            dot = (grad * probs).sum(1)
+        else:
+            grad = grad_sum_p[..., None] * weight[:, None]
+            dot = torch.bmm(grad_sum_p[:, None], probs)[:, 0] * weight
+        dot = dot + p_true * true_grad  # sum_c p_c G_c
+        grad.sub_(dot[:, None]).scatter_add_(1, index[:, None], true_grad[:, None])
+        grad.mul_(probs)
+        return grad.reshape(ctx.logits_shape), None, None, None
+
+
+def region_sums(
+    logits: Tensor, labels: Tensor, valid: Tensor, per_image: bool, squared: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Soft true positives, predicted mass and target mass per class, over valid pixels.
+
+    ``p`` is the softmax of ``logits (N, C, H, W)``; returns ``(tp, sum_p,
+    sum_g)``, each ``(C,)`` (summed over the batch) or ``(N, C)`` with
+    ``per_image``.  ``squared`` sums ``p**2`` instead of ``p`` (the V-Net
+    denominator; ``g**2 == g``).  No one-hot tensor is built.
+    """
+    n, c = logits.shape[:2]
+    weight = valid.reshape(n, -1).to(logits.dtype)
+    index = labels.reshape(n, -1)
+    tp, sum_p = _SoftmaxRegionSums.apply(logits, index, weight, squared)
+    sum_g = weight.new_zeros(n, c).scatter_add_(1, index, weight)
+    if per_image:
+        return tp, sum_p, sum_g
+    return tp.sum(0), sum_p.sum(0), sum_g.sum(0)
 
 
 def scored_classes(sum_g: Tensor, denominator: Tensor, include_absent: bool) -> Tensor:
@@ -281,19 +335,3 @@ def reduce_classes(values: Tensor, include: Tensor, reduction: str) -> Tensor:
     if per_row.ndim == 0:
         return per_row
     return safe_div(per_row.sum(), (count > 0).sum().to(kept.dtype))
-
-
-def log1mexp(log_p: Tensor) -> Tensor:
-    """``log(1 - exp(log_p))`` for ``log_p <= 0``, accurate at both ends.
-
-    ``log_p`` is capped at ``log(1 - eps)`` so that a saturated probability
-    gives a large finite value instead of ``-inf``.
-    """
-    eps = torch.finfo(log_p.dtype).eps
-    x = log_p.clamp(max=math.log1p(-eps))
-    near_zero = x > -math.log(2.0)
-    return torch.where(
-        near_zero,
-        torch.log(-torch.expm1(torch.where(near_zero, x, -1.0))),
-        torch.log1p(-torch.exp(torch.where(near_zero, -1.0, x))),
-    )

@@ -43,7 +43,6 @@ from crfseg.losses._common import (
     check_nonnegative,
     check_positive,
     check_reduction,
-    log1mexp,
     masked_probs,
     match_classes,
     one_hot,
@@ -109,6 +108,11 @@ def _weighted_ce(logits: Tensor, labels: Tensor, valid: Tensor, weights: Tensor 
                  reduction: str, penalty: Tensor | None = None) -> Tensor:
     """Class-weighted (and optionally pixel-penalised) CE, normalised by the class weights."""
     pixel_weights = _pixel_class_weights(weights, labels, valid, logits)
+    if penalty is None and reduction != "none":
+        # torch's fused kernel for the sum; only the normalisation is ours (0 when empty)
+        total = F.cross_entropy(logits, labels.masked_fill(~valid, -100), weight=weights,
+                                ignore_index=-100, reduction="sum")
+        return total if reduction == "sum" else safe_div(total, pixel_weights.sum())
     loss = _nll(logits, labels, valid) * pixel_weights
     if penalty is not None:
         loss = loss * penalty
@@ -399,9 +403,9 @@ def distance_penalized_ce(
 # --------------------------------------------------------------------------- region losses
 
 
-def _dice(probs: Tensor, onehot: Tensor, *, smooth: float, squared: bool, per_image: bool,
-          include_absent: bool, reduction: str) -> Tensor:
-    tp, sum_p, sum_g = region_sums(probs, onehot, per_image, squared)
+def _dice(logits: Tensor, labels: Tensor, valid: Tensor, *, smooth: float, squared: bool,
+          per_image: bool, include_absent: bool, reduction: str) -> Tensor:
+    tp, sum_p, sum_g = region_sums(logits, labels, valid, per_image, squared)
     denominator = sum_p + sum_g + smooth
     dice = safe_div(2.0 * tp + smooth, denominator)
     return reduce_classes(1.0 - dice, scored_classes(sum_g, denominator, include_absent),
@@ -479,9 +483,8 @@ def dice_loss(
     smooth, per_image, include_absent, reduction = _check_region(
         smooth, per_image, include_absent, reduction)
     squared = check_bool("squared", squared)
-    return _dice(masked_probs(logits, valid), one_hot(labels, valid, logits), smooth=smooth,
-                 squared=squared, per_image=per_image, include_absent=include_absent,
-                 reduction=reduction)
+    return _dice(logits, labels, valid, smooth=smooth, squared=squared,
+                 per_image=per_image, include_absent=include_absent, reduction=reduction)
 
 
 def generalized_dice_loss(
@@ -541,8 +544,7 @@ def generalized_dice_loss(
     logits, valid, labels = check_logits_target(logits, target, ignore_index)
     _, per_image, include_absent, reduction = _check_region(0.0, per_image, include_absent,
                                                             reduction)
-    tp, sum_p, sum_g = region_sums(masked_probs(logits, valid), one_hot(labels, valid, logits),
-                                   per_image)
+    tp, sum_p, sum_g = region_sums(logits, labels, valid, per_image)
     present = sum_g > 0
     weights = safe_div(present.to(sum_g.dtype), sum_g * sum_g)
     if include_absent:
@@ -612,9 +614,8 @@ def ce_dice_loss(
     weights = match_classes("class_weights", check_class_vector("class_weights", class_weights),
                             logits.shape[1], logits)
     ce = _weighted_ce(logits, labels, valid, weights, "mean")
-    dice = _dice(masked_probs(logits, valid), one_hot(labels, valid, logits), smooth=smooth,
-                 squared=squared, per_image=per_image, include_absent=include_absent,
-                 reduction="mean")
+    dice = _dice(logits, labels, valid, smooth=smooth, squared=squared,
+                 per_image=per_image, include_absent=include_absent, reduction="mean")
     return ce_weight * ce + dice_weight * dice
 
 
@@ -670,8 +671,7 @@ def jaccard_loss(
     logits, valid, labels = check_logits_target(logits, target, ignore_index)
     smooth, per_image, include_absent, reduction = _check_region(
         smooth, per_image, include_absent, reduction)
-    tp, sum_p, sum_g = region_sums(masked_probs(logits, valid), one_hot(labels, valid, logits),
-                                   per_image)
+    tp, sum_p, sum_g = region_sums(logits, labels, valid, per_image)
     denominator = sum_p + sum_g - tp + smooth
     iou = safe_div(tp + smooth, denominator)
     return reduce_classes(1.0 - iou, scored_classes(sum_g, denominator, include_absent),
@@ -681,8 +681,7 @@ def jaccard_loss(
 def _tversky_index(logits: Tensor, valid: Tensor, labels: Tensor, alpha: float, beta: float,
                    smooth: float, per_image: bool, include_absent: bool) -> tuple[Tensor, Tensor]:
     """Tversky index per class and the classes that enter the mean."""
-    tp, sum_p, sum_g = region_sums(masked_probs(logits, valid), one_hot(labels, valid, logits),
-                                   per_image)
+    tp, sum_p, sum_g = region_sums(logits, labels, valid, per_image)
     false_pos = sum_p - tp
     false_neg = sum_g - tp
     denominator = tp + alpha * false_pos + beta * false_neg + smooth
@@ -842,6 +841,17 @@ def focal_tversky_loss(
                           reduction)
 
 
+def _descending_order(errors: Tensor) -> Tensor:
+    """Indices sorting the last axis in decreasing order (ties in any order).
+
+    On the CPU numpy's introsort is several times faster than ``torch.sort``,
+    which is stable; the Lovasz extension does not depend on the order of ties.
+    """
+    if errors.device.type == "cpu":
+        return torch.from_numpy(np.argsort(-errors.numpy(), axis=-1))
+    return errors.argsort(dim=-1, descending=True)
+
+
 def _check_lovasz_classes(classes: Any, num_classes: int | None = None) -> str | list[int]:
     if isinstance(classes, str):
         check_choice("classes", classes, ("present", "all"))
@@ -909,21 +919,23 @@ def lovasz_softmax(
     classes = _check_lovasz_classes(classes, logits.shape[1])
     per_image = check_bool("per_image", per_image)
     reduction = check_reduction(reduction)
-    probs = masked_probs(logits, valid)
-    onehot = one_hot(labels, valid, logits)
     n, c = logits.shape[:2]
+    probs = torch.softmax(logits, dim=1)
+    class_axis = torch.arange(c, device=logits.device)[:, None, None]
+    truth = (labels[:, None] == class_axis) & valid[:, None]
+    # Errors |g - p|.  Ignored pixels get -1 so that they sort after every valid pixel and
+    # leave the Jaccard increments of the valid ones untouched; their terms are dropped.
+    errors = torch.where(valid[:, None], torch.where(truth, 1.0 - probs, probs), -1.0)
     if per_image:
-        probs, onehot = probs.reshape(n, c, -1), onehot.reshape(n, c, -1)
+        errors, truth = errors.reshape(n, c, -1), truth.reshape(n, c, -1)
         mask = valid.reshape(n, 1, -1)
     else:
-        probs = probs.transpose(0, 1).reshape(1, c, -1)
-        onehot = onehot.transpose(0, 1).reshape(1, c, -1)
+        errors = errors.transpose(0, 1).reshape(1, c, -1)
+        truth = truth.transpose(0, 1).reshape(1, c, -1)
         mask = valid.reshape(1, 1, -1)
-    # Ignored pixels get error -1 so that they sort after every valid pixel and
-    # leave the Jaccard increments of the valid ones untouched; their terms are dropped.
-    errors = torch.where(mask, (onehot - probs).abs(), -1.0)
-    errors, order = errors.sort(dim=-1, descending=True)
-    truth = onehot.gather(-1, order)
+    order = _descending_order(errors.detach())
+    errors = errors.gather(-1, order)
+    truth = truth.gather(-1, order).to(probs.dtype)
     truth_total = truth.sum(-1, keepdim=True)
     intersection = truth_total - truth.cumsum(-1)
     union = truth_total + (1.0 - truth).cumsum(-1)
@@ -1006,8 +1018,12 @@ def boundary_loss(
         distance_maps = torch.from_numpy(maps).to(device=logits.device, dtype=logits.dtype)
     else:
         distance_maps = check_maps("distance_maps", distance_maps, tuple(logits.shape), logits)
-    loss = (masked_probs(logits, valid) * distance_maps).sum(1)
-    return reduce_pixels(loss, valid, reduction)
+    distance_maps = distance_maps.masked_fill(~valid[:, None], 0.0)
+    probs = torch.softmax(logits, dim=1)
+    if reduction == "none":
+        return (probs * distance_maps).sum(1)
+    total = torch.dot(probs.reshape(-1), distance_maps.reshape(-1))  # no (N, C, H, W) product
+    return reduce_pixels(total, valid, reduction)
 
 
 def hausdorff_dt_loss(
@@ -1138,13 +1154,19 @@ def combo_loss(
     alpha = check_fraction("alpha", alpha)
     beta = check_fraction("beta", beta)
     smooth, _, include_absent, _ = _check_region(smooth, False, include_absent, "mean")
-    onehot = one_hot(labels, valid, logits)
     log_p = torch.log_softmax(logits, dim=1)
-    binary_ce = -(beta * onehot * log_p + (1.0 - beta) * (1.0 - onehot) * log1mexp(log_p))
-    binary_ce = binary_ce.masked_fill(~valid[:, None], 0.0).mean(1)
-    ce = reduce_pixels(binary_ce, valid, "mean")
-    dice = _dice(masked_probs(logits, valid), onehot, smooth=smooth, squared=False,
-                 per_image=False, include_absent=include_absent, reduction="mean")
+    probs = log_p.exp()
+    # log(1 - p), with p capped at 1 - eps so that a saturated wrong class costs a large
+    # finite amount; the sum over the classes that are not the target is the sum over all
+    # classes minus the target's term, so no one-hot tensor is needed.
+    eps = torch.finfo(probs.dtype).eps
+    log_q = torch.log1p(-probs.clamp(max=1.0 - eps))
+    index = labels[:, None]
+    others = log_q.sum(1) - log_q.gather(1, index)[:, 0]
+    binary_ce = -(beta * log_p.gather(1, index)[:, 0] + (1.0 - beta) * others)
+    ce = reduce_pixels(binary_ce.masked_fill(~valid, 0.0) / logits.shape[1], valid, "mean")
+    dice = _dice(logits, labels, valid, smooth=smooth, squared=False, per_image=False,
+                 include_absent=include_absent, reduction="mean")
     return alpha * ce + (1.0 - alpha) * dice
 
 
@@ -1214,8 +1236,7 @@ def exp_log_loss(
     smooth, _, include_absent, _ = _check_region(smooth, False, include_absent, "mean")
     weights = match_classes("class_weights", check_class_vector("class_weights", class_weights),
                             logits.shape[1], logits)
-    onehot = one_hot(labels, valid, logits)
-    tp, sum_p, sum_g = region_sums(masked_probs(logits, valid), onehot, per_image=False)
+    tp, sum_p, sum_g = region_sums(logits, labels, valid, per_image=False)
     denominator = sum_p + sum_g + smooth
     dice = safe_div(2.0 * tp + smooth, denominator)
     tiny = torch.finfo(dice.dtype).tiny
