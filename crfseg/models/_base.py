@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from crfseg._validation import check_int, shape_of
-from crfseg.models._weights import WeightsLike
+from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import OUTPUT_STRIDES, Backbone, build_backbone
 
 __all__ = [

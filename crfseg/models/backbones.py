@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 
 from crfseg._validation import check_choice
-from crfseg.models._weights import WeightsLike, load_weights
+from crfseg.models.weights import WeightsLike, load_weights
 
 __all__ = [
     "Backbone",

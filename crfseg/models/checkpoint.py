@@ -19,7 +19,7 @@ import torch
 
 from crfseg._validation import check_ndim, check_number
 from crfseg.models._base import SegmentationModel
-from crfseg.models._weights import load_matching, safe_torch_load
+from crfseg.models.weights import load_matching, safe_torch_load
 from crfseg.models.registry import get_model
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]

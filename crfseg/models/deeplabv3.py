@@ -12,7 +12,7 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 
 from crfseg.models._base import BackboneSegmentationModel, build_on_backbone
-from crfseg.models._weights import WeightsLike
+from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import RESNETS, Backbone
 
 __all__ = ["DeepLabV3", "DeepLabV3Head", "deeplabv3", "atrous_rates", "DEEPLABV3_BACKBONES"]

@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from crfseg.models._base import BackboneSegmentationModel, build_on_backbone, conv_bn_relu
-from crfseg.models._weights import WeightsLike
+from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import RESNETS, Backbone
 from crfseg.models.deeplabv3 import atrous_rates
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from crfseg.models._base import BackboneSegmentationModel, build_on_backbone
-from crfseg.models._weights import WeightsLike
+from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import RESNETS, Backbone, set_block_dilations
 
 __all__ = ["DUCHDC", "DenseUpsamplingConvolution", "duc_hdc", "DUC_HDC_BACKBONES",

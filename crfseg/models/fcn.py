@@ -18,7 +18,7 @@ from torch import nn
 
 from crfseg._validation import check_choice
 from crfseg.models._base import BackboneSegmentationModel, FCNHead, build_on_backbone
-from crfseg.models._weights import WeightsLike
+from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import BACKBONES, VGGS, Backbone
 
 __all__ = ["FCN", "FCNDecoder", "fcn32s", "fcn16s", "fcn8s", "FCN_BACKBONES"]
@@ -120,7 +120,7 @@ def fcn32s(*, num_classes: int, backbone: str = "vgg16", output_stride: int | No
     aux : bool, default False
         Auxiliary head on the second-to-last stage.
     backbone_weights : WeightsEnum, str, path or None
-        ImageNet weights of the backbone (see :mod:`crfseg.models._weights`).
+        ImageNet weights of the backbone (see :mod:`crfseg.models.weights`).
 
     Returns
     -------

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from crfseg.models._base import BackboneSegmentationModel, build_on_backbone, conv_bn_relu
-from crfseg.models._weights import WeightsLike
+from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import RESNETS, Backbone
 
 __all__ = ["PSPNet", "PyramidPoolingModule", "PSPHead", "pspnet", "PSPNET_BACKBONES"]

@@ -19,7 +19,7 @@ from torch import nn
 
 from crfseg._validation import check_int
 from crfseg.models._base import SegmentationModel, check_bool
-from crfseg.models._weights import WeightsLike, load_matching, read_state_dict, resolve_weights
+from crfseg.models.weights import WeightsLike, load_matching, read_state_dict, resolve_weights
 from crfseg.models.backbones import build_classifier
 from crfseg.models.deeplabv3 import DEEPLABV3_BACKBONES, deeplabv3
 from crfseg.models.deeplabv3plus import DEEPLABV3PLUS_BACKBONES, deeplabv3plus

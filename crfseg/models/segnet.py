@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from crfseg.models._base import SegmentationModel, check_backbone_options, conv_bn_relu
-from crfseg.models._weights import WeightsLike
+from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import build_classifier
 
 __all__ = ["SegNet", "segnet", "SEGNET_BACKBONES"]
