@@ -263,6 +263,25 @@ def test_float32_and_float64_unaries_agree(rng):
         assert a.energy == b.energy
 
 
+@pytest.mark.parametrize("scale", [1e-6, 1e6])
+def test_energies_are_not_scaled_to_integers(rng, scale):
+    """Multiplying the whole energy by a constant must not change any labelling."""
+    unary = rng.normal(size=(4, 14, 14))
+    base = GridCRF(truncated_linear(4, 0.7, 2))
+    scaled = GridCRF(truncated_linear(4, 0.7 * scale, 2))
+    for method in ("expansion", "swap", "icm"):
+        a = base.minimize(unary, method=method)
+        b = scaled.minimize(unary * scale, method=method)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert b.energy == pytest.approx(a.energy * scale, rel=1e-9)
+    binary = GridCRF(potts(2, 0.9 * scale)).minimize(unary[:2] * scale, method="graphcut")
+    reference = GridCRF(potts(2, 0.9)).minimize(unary[:2], method="graphcut")
+    np.testing.assert_array_equal(binary.labels, reference.labels)
+    a = base.minimize(unary, method="trws", max_iter=20)
+    b = scaled.minimize(unary * scale, method="trws", max_iter=20)
+    assert b.lower_bound == pytest.approx(a.lower_bound * scale, rel=1e-6)
+
+
 def test_init_is_used(rng):
     crf = GridCRF(potts(3, 1.0))
     unary = rng.normal(size=(3, 10, 10))
