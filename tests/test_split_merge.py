@@ -653,6 +653,15 @@ def test_bad_images(image, error, match):
         estimate_noise_sigma(image)
 
 
+def test_gray_levels_too_wide_for_sums_of_squares():
+    image = np.array([[1e200, -1e200]])
+    for function in (split_and_merge, estimate_noise_sigma):
+        with pytest.raises(ValueError, match=r"span -1e\+200 to 1e\+200: too wide for float64"):
+            function(image)
+    # gray-level rules only compare levels with thresholds
+    assert gray_level_segment(image, thresholds=[0.0])[0].tolist() == [[1, 0]]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [

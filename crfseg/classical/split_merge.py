@@ -42,6 +42,7 @@ _MAD_TO_SIGMA = 0.6744897501960817
 _LUMA_FIXED = (19595, 38470, 7471)
 _LUMA = (0.299, 0.587, 0.114)
 _EXACT_LIMIT = 2.0**53
+_SQUARES_LIMIT = 1e300
 _OTSU_BINS = 256
 
 
@@ -127,8 +128,13 @@ def _centre(gray: np.ndarray) -> _Centred:
         lo, hi = float(lo), float(hi)
         integral = bool(np.all(gray == np.floor(gray)))
         shift = float(math.floor((lo + hi) / 2)) if integral else (lo + hi) / 2
-    x = np.ascontiguousarray(gray, dtype=np.float64) - shift
     scale = float(max(hi - shift, shift - lo))
+    if scale * scale * gray.size > _SQUARES_LIMIT:
+        raise ValueError(
+            f"image gray levels span {lo:g} to {hi:g}: too wide for float64 sums of squares "
+            "over the image; rescale the image"
+        )
+    x = np.ascontiguousarray(gray, dtype=np.float64) - shift
     exact = (
         integral
         and max(abs(lo), abs(hi)) < _EXACT_LIMIT
