@@ -115,11 +115,55 @@ class _Pattern:
                     slice_crow, slice_col, weights.reshape(-1).contiguous(),
                     (self.num_points, self.num_vertices), check_invariants=False)
         if len(self._cache) > 8:
-            indices = self._cache["indices"]
+            kept = {k: v for k, v in self._cache.items() if k in ("indices", "blur")}
             self._cache.clear()
-            self._cache["indices"] = indices
+            self._cache.update(kept)
         self._cache[key] = (weights, weights._version, mat)
         return mat
+
+    def blur_matrices(self, dtype: torch.dtype) -> list[torch.Tensor]:
+        """One ``(M, M)`` CSR matrix per lattice axis: ``I + (N1 + N2) / 2``.
+
+        ``N1`` and ``N2`` pick each vertex's two neighbours along the axis
+        (absent neighbours count as zero).  Lattices with fewer axes get
+        identity rows for the axes they lack.  Each matrix is symmetric, so
+        the adjoint blur applies the same matrices in reverse order.
+        """
+        if self._cache.get("blur", (None,))[0] != dtype:
+            self._cache["blur"] = (dtype, self._build_blur_matrices(dtype))
+        return self._cache["blur"][1]
+
+    def _build_blur_matrices(self, dtype: torch.dtype) -> list[torch.Tensor]:
+        device = self.offset.device
+        axes = max(g.neighbours.shape[0] for g in self.groups)
+        itype = torch.int32 if 3 * self.num_vertices < 2**31 else torch.long
+        weights = torch.tensor([1.0, 0.5, 0.5], dtype=dtype, device=device)
+        matrices = []
+        for axis in range(axes):
+            cols, vals, counts = [], [], []
+            for g in self.groups:
+                size = g.stop - g.start
+                own = torch.arange(size, device=device)
+                if axis < g.neighbours.shape[0]:
+                    candidates = torch.stack([own, g.neighbours[axis, 0], g.neighbours[axis, 1]], 1)
+                    # sort each row's columns, absent neighbours (= size) last
+                    candidates, order = candidates.sort(1)
+                    present = candidates < size
+                    cols.append(candidates[present] + g.start)
+                    vals.append(weights.expand(size, 3).gather(1, order)[present])
+                    counts.append(present.sum(1))
+                else:
+                    cols.append(own + g.start)
+                    vals.append(weights[:1].expand(size))
+                    counts.append(torch.ones_like(own))
+            crow = torch.cat([torch.zeros(1, dtype=torch.long, device=device),
+                              torch.cat(counts).cumsum(0)])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                matrices.append(torch.sparse_csr_tensor(
+                    crow.to(itype), torch.cat(cols).to(itype), torch.cat(vals),
+                    (self.num_vertices, self.num_vertices), check_invariants=False))
+        return matrices
 
 
 def _spmm(matrix: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
@@ -190,6 +234,19 @@ def _corner_products(points: torch.Tensor, vertex_values: torch.Tensor,
 
 def _blur(vertex_values: torch.Tensor, pattern: _Pattern, reverse: bool) -> torch.Tensor:
     """Blur every lattice along its axes 0..d (``reverse``: d..0, the adjoint)."""
+    if pattern.deterministic:
+        return _blur_by_gathers(vertex_values, pattern, reverse)
+    matrices = pattern.blur_matrices(vertex_values.dtype)
+    buffers = [torch.empty_like(vertex_values), torch.empty_like(vertex_values)]
+    current = vertex_values
+    for step, matrix in enumerate(reversed(matrices) if reverse else matrices):
+        current = _spmm(matrix, current, buffers[step % 2])
+    return current
+
+
+def _blur_by_gathers(vertex_values: torch.Tensor, pattern: _Pattern, reverse: bool
+                     ) -> torch.Tensor:
+    """:func:`_blur` with index gathers only: the same sums in a fixed order."""
     out = torch.empty_like(vertex_values)
     channels = vertex_values.shape[1]
     for g in pattern.groups:

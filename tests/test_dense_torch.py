@@ -1,0 +1,220 @@
+"""DenseCRF(backend="torch"): agreement with pydensecrf, batches, devices, return kinds, errors."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+from skimage import data
+from skimage.transform import resize
+
+from crfseg.crf import DenseCRF
+
+PHOTOS = ("astronaut", "chelsea", "coffee")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread per test process: ``pytest -n 2`` already keeps both cores busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
+def _photo(name, height=72, width=96):
+    img = resize(getattr(data, name)(), (height, width), anti_aliasing=True, preserve_range=True)
+    return np.round(img).astype(np.uint8)
+
+
+def _smooth_logits(rng, c, h, w, sigma=4.0, scale=4.0):
+    raw = np.stack([gaussian_filter(x, sigma) for x in rng.normal(size=(c, h, w))])
+    return (scale * raw / raw.std()).astype(np.float32)
+
+
+@pytest.fixture
+def photo_and_logits(rng):
+    image = _photo("astronaut", 40, 50)
+    return image, _smooth_logits(rng, 4, 40, 50)
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_agrees_with_pydensecrf_on_photos(rng, name):
+    image = _photo(name)
+    logits = _smooth_logits(rng, 6, *image.shape[:2])
+    expected = DenseCRF().refine(logits, image)
+    probs = DenseCRF(backend="torch", device="cpu").refine(logits, image)
+    assert isinstance(probs, np.ndarray) and probs.dtype == np.float32
+    assert probs.shape == expected.shape
+    agreement = (probs.argmax(0) == expected.argmax(0)).mean()
+    assert agreement >= 0.995
+    assert np.abs(probs - expected).mean() <= 1e-3
+    # both run densecrf's lattice, so in fact they agree to float rounding
+    assert np.abs(probs - expected).max() < 1e-4
+
+
+def test_compatibility_forms_agree_with_pydensecrf(rng, photo_and_logits):
+    image, logits = photo_and_logits
+    matrix = rng.random((4, 4)) * 4
+    for options in ({"gaussian_compat": np.array([1.0, 2.0, 3.0, 4.0])},
+                    {"bilateral_compat": matrix, "gaussian_sxy": 2.0, "bilateral_srgb": 20.0}):
+        expected = DenseCRF(**options).refine(logits, image)
+        probs = DenseCRF(backend="torch", **options).refine(logits, image)
+        np.testing.assert_allclose(probs, expected, atol=1e-4)
+
+
+def test_float_image_agrees_with_pydensecrf(photo_and_logits):
+    image, logits = photo_and_logits
+    float_image = image.astype(np.float32) + 0.25
+    expected = DenseCRF().refine(logits, float_image)
+    np.testing.assert_allclose(DenseCRF(backend="torch").refine(logits, float_image), expected,
+                               atol=1e-4)
+
+
+def test_batch_runs_in_one_call_and_matches_single_images(rng):
+    images = np.stack([_photo(name, 40, 50) for name in PHOTOS])
+    logits = np.stack([_smooth_logits(rng, 3, 40, 50) for _ in PHOTOS])
+    crf = DenseCRF(backend="torch")
+    batch = crf.refine(torch.from_numpy(logits), torch.from_numpy(images).permute(0, 3, 1, 2))
+    assert isinstance(batch, torch.Tensor) and batch.shape == (3, 3, 40, 50)
+    assert batch.dtype == torch.float32
+    channels_last = crf.refine(logits, images)  # (N, H, W, 3) uint8 numpy
+    assert torch.equal(batch, channels_last)
+    for i in range(3):
+        single = crf.refine(logits[i], images[i])
+        np.testing.assert_allclose(batch[i].numpy(), single, atol=1e-6)
+    labels = crf.predict(logits, images)
+    assert labels.shape == (3, 40, 50) and labels.dtype == torch.int64
+    assert torch.equal(labels, batch.argmax(1))
+
+
+def test_return_kinds(photo_and_logits):
+    image, logits = photo_and_logits
+    crf = DenseCRF(backend="torch")
+    as_array = crf.refine(logits, image)
+    as_tensor = crf.refine(torch.from_numpy(logits), torch.from_numpy(image))
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.shape == (4, 40, 50)
+    np.testing.assert_allclose(as_tensor.numpy(), as_array, atol=1e-6)
+    labels = crf.predict(logits, image)
+    assert isinstance(labels, np.ndarray) and labels.shape == (40, 50)
+    np.testing.assert_array_equal(labels, as_array.argmax(0))
+    double = crf.refine(torch.from_numpy(logits).double(), torch.from_numpy(image))
+    assert double.dtype == torch.float64
+    np.testing.assert_allclose(double.numpy(), as_array, atol=1e-5)
+
+
+def test_input_types_agree(photo_and_logits):
+    image, logits = photo_and_logits
+    crf = DenseCRF(backend="torch")
+    logits_t = torch.from_numpy(logits)
+    probs = torch.softmax(logits_t, 0)
+    unary = -torch.log_softmax(logits_t, 0)
+    expected = crf.refine(logits_t, image, input_type="logits")
+    torch.testing.assert_close(crf.refine(probs, image), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(crf.refine(unary, image, input_type="unary"), expected,
+                               atol=1e-5, rtol=0)
+
+
+def test_zero_iterations_give_the_input_softmax(photo_and_logits):
+    image, logits = photo_and_logits
+    probs = DenseCRF(n_iter=0, backend="torch").refine(logits, image)
+    np.testing.assert_allclose(probs, torch.softmax(torch.from_numpy(logits), 0).numpy(),
+                               atol=1e-6)
+
+
+def test_deterministic_mode_matches_and_repeats(photo_and_logits):
+    image, logits = photo_and_logits
+    fast = DenseCRF(backend="torch").refine(logits, image)
+    ordered = DenseCRF(backend="torch", deterministic=True)
+    first = ordered.refine(logits, image)
+    np.testing.assert_allclose(first, fast, atol=1e-5)
+    assert np.array_equal(first, ordered.refine(logits, image))
+    assert np.array_equal(fast, DenseCRF(backend="torch").refine(logits, image))
+
+
+def test_auto_backend_and_devices(device, photo_and_logits):
+    image, logits = photo_and_logits
+    auto = DenseCRF(backend="auto")
+    assert auto.backend == ("torch" if torch.cuda.is_available() else "pydensecrf")
+    crf = DenseCRF(backend="torch", device=device)
+    assert crf.device == device and f"device='{device}'" in repr(crf)
+    batch = crf.refine(torch.from_numpy(logits)[None], torch.from_numpy(image)[None])
+    assert batch.device.type == device.type
+    np.testing.assert_allclose(batch[0].cpu().numpy(), DenseCRF().refine(logits, image),
+                               atol=1e-4)
+    # without a device the scores' device is used
+    on_device = DenseCRF(backend="torch").refine(torch.from_numpy(logits).to(device),
+                                                 torch.from_numpy(image))
+    assert on_device.device.type == device.type
+
+
+def test_float_image_outside_range_warns(photo_and_logits):
+    image, logits = photo_and_logits
+    crf = DenseCRF(backend="torch")
+    batch = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    with pytest.warns(UserWarning, match="outside 0-255"):
+        crf.refine(logits[None], batch * 2)
+    with pytest.warns(UserWarning, match=r"lie in \[0, 1\]"):
+        crf.refine(logits[None], batch / 255)
+
+
+def test_errors(photo_and_logits):
+    image, logits = photo_and_logits
+    crf = DenseCRF(backend="torch")
+    batch_image = torch.from_numpy(image).permute(2, 0, 1)[None]
+    # everything the pydensecrf backend rejects
+    bad = logits.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="scores contains 1 non-finite"):
+        crf.refine(bad, image)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        crf.refine(logits[:1], image)
+    with pytest.raises(ValueError, match="same spatial size"):
+        crf.refine(logits, image[:-1])
+    with pytest.raises(ValueError, match="negative values"):
+        crf.refine(logits, image, input_type="probs")
+    with pytest.raises(ValueError, match=r"image must be \(H, W\)"):
+        crf.refine(logits, image[None, None])
+    with pytest.raises(TypeError, match="image must be uint8 or a float"):
+        crf.refine(logits, image.astype(bool))
+    with pytest.raises(TypeError, match="scores must be a floating-point"):
+        crf.refine(logits.astype(np.int32), image)
+    with pytest.raises(TypeError, match="scores must be a numpy array or torch tensor"):
+        crf.refine(logits.tolist(), image)
+    with pytest.raises(ValueError, match="input_type must be one of"):
+        crf.refine(logits, image, input_type="energy")
+    with pytest.raises(ValueError, match=r"gaussian_compat has shape \(3,\)"):
+        DenseCRF(backend="torch", gaussian_compat=np.ones(3)).refine(logits, image)
+    with pytest.raises(ValueError, match=r"scores must be \(C, H, W\) or \(N, C, H, W\)"):
+        crf.refine(logits[0], image)
+    # batches: sizes must match
+    with pytest.raises(ValueError, match="same number of images"):
+        crf.refine(np.stack([logits, logits]), batch_image)
+    with pytest.raises(ValueError, match=r"image must be \(N, 3, H, W\) or \(N, H, W, 3\)"):
+        crf.refine(logits[None], batch_image[:, :, :-1])
+    with pytest.raises(ValueError, match=r"image must be \(N, 3, H, W\) or \(N, H, W, 3\) for"):
+        crf.refine(logits[None], image)
+    with pytest.raises(TypeError, match="image must be uint8 or a float"):
+        crf.refine(logits[None], batch_image.bool())
+    nan_image = batch_image.float()
+    nan_image[0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="image contains 1 non-finite"):
+        crf.refine(logits[None], nan_image)
+    # settings
+    with pytest.raises(ValueError, match="batches .* need backend='torch'"):
+        DenseCRF().refine(logits[None], batch_image)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        DenseCRF(backend="cuda")
+    with pytest.raises(ValueError, match="device must be a torch device"):
+        DenseCRF(backend="torch", device="gpu0")
+    with pytest.raises(ValueError, match="runs on the CPU only"):
+        DenseCRF(device="meta")
+    with pytest.raises(TypeError, match="deterministic must be a bool"):
+        DenseCRF(backend="torch", deterministic=1)
+    with pytest.raises(ValueError, match="bilateral_srgb must be finite"):
+        DenseCRF(backend="torch", bilateral_srgb=float("nan"))
+    with pytest.raises(ValueError, match="gaussian_compat contains 1 non-finite"):
+        DenseCRF(backend="torch", gaussian_compat=np.array([1.0, np.inf]))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            DenseCRF(backend="torch", device="cuda")
