@@ -23,6 +23,7 @@ workers or processes, and a resumed run continues exactly where it stopped.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
@@ -259,8 +260,25 @@ def _files(dataset: Dataset, indices: Iterable[int]) -> list[str]:
 
 # ---------------------------------------------------------------- model plumbing
 
+class _WithAux(nn.Module):
+    """Present a crfseg model's auxiliary head (``forward_aux``) as the
+    ``{"out", "aux"}`` dict the loss reads, so DDP sees one forward call."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, aux = self.model.forward_aux(x)
+        return {"out": out, "aux": aux}
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    """The user's model inside DDP and the auxiliary-output adapter."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, _WithAux)):
+        model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) \
+            else model.model
+    return model
 
 
 def _crf_parts(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
@@ -341,17 +359,14 @@ def _default_loss(ignore_index: int) -> LossFunction:
 # ---------------------------------------------------------------- checkpoints
 
 def _atomic_save(state: dict[str, Any], path: Path) -> Path:
+    """Serialise in memory, then write through crfseg.io's atomic writer: an
+    interrupted run never leaves a truncated checkpoint behind."""
+    from crfseg.io import _atomic_write_bytes
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return _atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_training_state(path: PathLike, map_location: str | torch.device = "cpu"
@@ -543,7 +558,9 @@ def train(
         ``loss_fn(logits, target) -> scalar``; default
         :func:`crfseg.losses.cross_entropy` with ``ignore_index``.
     aux_weight : float, default 0.4
-        Weight of an auxiliary head's loss.
+        Weight of an auxiliary head's loss: a ``"aux"`` entry of the output,
+        or the ``forward_aux`` output of a model-zoo network built with
+        ``aux=True``.
     ignore_index : int, default 255
         Label left out of the default loss.
     grad_clip : float, optional
@@ -632,6 +649,9 @@ def train(
     torch.manual_seed(seed + ctx.rank)
     use_amp = bool(amp) and ctx.device.type == "cuda"
     model.to(ctx.device)
+    if aux_weight and callable(getattr(model, "forward_aux", None)) and getattr(
+            model, "aux_head", None) is not None:
+        model = _WithAux(model)
     if ctx.distributed:
         if sync_batchnorm and ctx.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

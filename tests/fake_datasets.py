@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.io
+import torch
 
 from crfseg import io
 from crfseg.datasets.palettes import voc_colormap
@@ -122,30 +124,30 @@ def write_cityscapes(folder: Path, n: int = 2, seed: int = 0) -> Path:
     return folder
 
 
-def write_ade20k(folder: Path, n: int = 2, seed: int = 0) -> Path:
+def _images_and_annotations(base: Path, key: str, splits: dict[str, list[str]],
+                            seed: int) -> None:
+    """``base/images/<split>/<stem>.jpg`` and ``base/annotations/<split>/<stem>.png``."""
     rng = np.random.default_rng(seed)
-    base = folder / "ADEChallengeData2016"
-    for split, prefix in (("training", "train"), ("validation", "val")):
+    for split, stems in splits.items():
         (base / "images" / split).mkdir(parents=True)
         (base / "annotations" / split).mkdir(parents=True)
-        for i in range(n):
-            stem = f"ADE_{prefix}_{i + 1:08d}"
-            image, raw = _pair(rng, "ade20k")
+        for stem in stems:
+            image, raw = _pair(rng, key)
             io.write_image(base / "images" / split / f"{stem}.jpg", image)
             io.write_labels(base / "annotations" / split / f"{stem}.png", raw)
+
+
+def write_ade20k(folder: Path, n: int = 2, seed: int = 0) -> Path:
+    base = folder / "ADEChallengeData2016"
+    _images_and_annotations(base, "ade20k", {
+        "training": [f"ADE_train_{i + 1:08d}" for i in range(n)],
+        "validation": [f"ADE_val_{i + 1:08d}" for i in range(n)]}, seed)
     return base
 
 
 def write_coco_stuff(folder: Path, n: int = 2, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    for split in ("train2017", "val2017"):
-        (folder / "images" / split).mkdir(parents=True)
-        (folder / "annotations" / split).mkdir(parents=True)
-        for i in range(n):
-            stem = f"{139 + i:012d}"
-            image, raw = _pair(rng, "coco_stuff")
-            io.write_image(folder / "images" / split / f"{stem}.jpg", image)
-            io.write_labels(folder / "annotations" / split / f"{stem}.png", raw)
+    stems = [f"{139 + i:012d}" for i in range(n)]
+    _images_and_annotations(folder, "coco_stuff", {"train2017": stems, "val2017": stems}, seed)
     return folder
 
 
@@ -195,3 +197,13 @@ def run_example(name: str, script: str, *argv: str) -> int:
     finally:
         sys.argv = saved
     return 0
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny convolutions run fastest on one thread (and the machine is shared); the
+    torchrun test's processes use one too, so their float sums agree with ours."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,19 +10,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
-from fake_datasets import EXAMPLES, run_example
+from fake_datasets import EXAMPLES, one_thread, run_example  # noqa: F401 (fixture)
 
 from crfseg.training import load_training_state
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The same thread count as the torchrun processes, so the float sums agree."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.slow

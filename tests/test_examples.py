@@ -5,20 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from fake_datasets import WRITERS, run_example
+from fake_datasets import WRITERS, one_thread, run_example  # noqa: F401 (fixture)
 
 import crfseg.models
 
 CASES = ["camvid", "voc", "cityscapes", "ade20k", "coco_stuff"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 QUICK = ("--max-steps", "2", "--batch-size", "2", "--crop-size", "24", "32",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fake_datasets import one_thread  # noqa: F401 (fixture)
 from torch import nn
 
 from crfseg.crf import DenseCRF
@@ -21,14 +22,7 @@ from crfseg.training import (
     train,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions are fastest on one thread (and the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net(num_classes: int = 3, seed: int = 0) -> nn.Module:
@@ -167,6 +161,35 @@ def test_auxiliary_output_and_resized_logits():
 
     train(TwoHeads(), _train_set(), max_steps=2, batch_size=4, loss_fn=loss_fn, progress=False)
     assert calls == [(4, 3, 20, 20)] * 4  # main + aux, resized to the labels, each step
+
+
+def test_auxiliary_head_of_model_zoo_networks(tmp_path):
+    class ZooLike(nn.Module):
+        """A network with ``forward_aux`` and an ``aux_head``, as crfseg.models builds them."""
+
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Conv2d(3, 3, 3, padding=1)
+            self.aux_head = nn.Conv2d(3, 3, 1)
+            self.aux_calls = 0
+
+        def forward(self, x):
+            return self.body(x)
+
+        def forward_aux(self, x):
+            self.aux_calls += 1
+            out = self.body(x)
+            return out, self.aux_head(out)
+
+    model = ZooLike()
+    before = model.aux_head.weight.detach().clone()
+    train(model, _train_set(), max_steps=2, batch_size=4, checkpoint_dir=tmp_path,
+          progress=False)
+    assert model.aux_calls == 2 and not torch.equal(model.aux_head.weight, before)
+    assert "aux_head.weight" in load_training_state(tmp_path / "last.pt")["model"]
+    unused = ZooLike()
+    train(unused, _train_set(), max_steps=1, batch_size=4, aux_weight=0, progress=False)
+    assert unused.aux_calls == 0
 
 
 def test_only_the_given_parameters_move():

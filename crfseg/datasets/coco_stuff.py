@@ -66,8 +66,8 @@ class COCOStuff(SegmentationDataset):
 
     Examples
     --------
-    >>> len(COCOStuff.LUT_164K[COCOStuff.LUT_164K < 171])
-    171
+    >>> COCOStuff.LUT_164K[[0, 11, 12, 181, 255]].tolist()
+    [0, 255, 11, 170, 255]
     """
 
     palette_name = "cocostuff"
@@ -121,7 +121,7 @@ class COCOStuff(SegmentationDataset):
             raise ValueError(f"label file {path} holds no variable 'S' (the COCO-Stuff 10k "
                              "label map)")
         labels = np.asarray(content["S"])
-        if labels.ndim != 2 or labels.dtype.kind not in "iu" and not _integral(labels):
+        if labels.ndim != 2 or (labels.dtype.kind not in "iu" and not _integral(labels)):
             raise ValueError(f"label file {path}: 'S' must be a 2-D map of integer labels, got "
                              f"{labels.dtype} {labels.shape}")
         if labels.size and (labels.min() < 0 or labels.max() > 65535):
