@@ -739,7 +739,8 @@ def _add_grid_parser(subparsers: Any) -> None:
                     "edge weights w_pq are contrast-sensitive (GrabCut), otherwise 1 (1/sqrt(2) "
                     "on diagonals). Prints the energy, the lower bound and the gap.",
     )
-    p.add_argument("--unary", required=True, help="scores .npy/.npz, (C, H, W) by default")
+    p.add_argument("--unary", required=True,
+                   help="unary energies .npy/.npz (see --input-type and --layout)")
     p.add_argument("--image", help="image whose colour contrast weights the edges")
     p.add_argument("--input-type", default="unary", choices=("auto", "logits", "probs", "unary"),
                    help="what --unary holds (unary energies); others become -log p")
@@ -754,7 +755,8 @@ def _add_grid_parser(subparsers: Any) -> None:
                         "growing (none)")
     p.add_argument("--beta", type=float,
                    help="contrast sensitivity with --image (1 / (2 mean squared difference))")
-    p.add_argument("--connectivity", type=int, default=4, choices=(4, 8))
+    p.add_argument("--connectivity", type=int, default=4, choices=(4, 8),
+                   help="neighbours of a pixel (4)")
     p.add_argument("--method", default="auto", choices=METHODS,
                    help="graphcut, expansion or trws, whichever applies, by default")
     p.add_argument("--max-iter", type=int, help="most iterations (the method's default)")
