@@ -213,8 +213,11 @@ def safe_pow(base: Tensor, exponent: float) -> Tensor:
     """``base ** exponent`` for ``base >= 0``, with value and gradient 0 at ``base == 0``.
 
     For ``0 < exponent < 1`` the derivative is infinite at 0; a perfect
-    prediction must still give a finite (zero) gradient.
+    prediction must still give a finite (zero) gradient.  From 1 on the plain
+    power is already finite there.
     """
+    if exponent >= 1:
+        return base**exponent
     positive = base > 0
     safe = torch.where(positive, base, torch.ones_like(base))
     return torch.where(positive, safe**exponent, torch.zeros_like(base))
@@ -271,6 +274,60 @@ class _SoftmaxRegionSums(torch.autograd.Function):
         grad.sub_(dot[:, None]).scatter_add_(1, index[:, None], true_grad[:, None])
         grad.mul_(probs)
         return grad.reshape(ctx.logits_shape), None, None, None
+
+
+class _BinaryCrossEntropySum(torch.autograd.Function):
+    """Per pixel ``-[beta log p_t + (1 - beta) sum_{c != t} log(1 - p_c)]`` on the softmax.
+
+    ``1 - p`` is capped below at ``eps`` so that a saturated wrong class costs a
+    large finite amount (its gradient is then 0); ``log p_t`` is taken from the
+    logits, exact even when ``p_t`` underflows.  With ``r_c = p_c / (1 - p_c)``
+    (0 where capped) and ``S = sum_{c != t} r_c``, the gradient of the logit
+    ``k`` is ``-[p_k ((1 - beta) S - beta) - (1 - beta) r_k + [k == t] (beta +
+    (1 - beta) r_t)]``, written into one ``(N, C, H, W)`` tensor in backward where
+    autograd through the elementwise steps would allocate several.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, index, weight, beta):  # noqa: D102 (documented above)
+        n, c = logits.shape[:2]
+        flat = logits.reshape(n, c, -1)
+        top = flat.amax(1, keepdim=True)
+        probs = (flat - top).exp_()
+        total = probs.sum(1, keepdim=True)
+        probs.div_(total)
+        log_p_true = (flat.gather(1, index[:, None]) - top - total.log())[:, 0]
+        log_q = (1.0 - probs).clamp_(min=torch.finfo(probs.dtype).eps).log_()
+        others = log_q.sum(1) - log_q.gather(1, index[:, None])[:, 0]
+        ctx.save_for_backward(probs, index, weight)
+        ctx.beta = beta
+        ctx.logits_shape = logits.shape
+        return -(beta * log_p_true + (1.0 - beta) * others) * weight
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):  # noqa: D102
+        probs, index, weight = ctx.saved_tensors
+        beta = ctx.beta
+        eps = torch.finfo(probs.dtype).eps
+        ratio = 1.0 - probs
+        kept = ratio > eps
+        ratio.clamp_(min=eps).reciprocal_().mul_(probs).mul_(kept)
+        ratio_true = ratio.gather(1, index[:, None])[:, 0]
+        others = ratio.sum(1) - ratio_true
+        grad = ratio.mul_(beta - 1.0)
+        grad.addcmul_(probs, ((1.0 - beta) * others - beta)[:, None])
+        grad.scatter_add_(1, index[:, None], (beta + (1.0 - beta) * ratio_true)[:, None])
+        grad.mul_((-grad_out * weight)[:, None])
+        return grad.reshape(ctx.logits_shape), None, None, None
+
+
+def binary_ce_sum(logits: Tensor, index: Tensor, weight: Tensor, beta: float) -> Tensor:
+    """Per-class binary CE of the softmax summed over classes: ``(N, H*W)``, 0 where weight is 0.
+
+    ``index`` and ``weight`` are the labels and the valid mask as ``(N, H*W)``.
+    """
+    return _BinaryCrossEntropySum.apply(logits, index, weight, beta)
 
 
 def region_sums(

@@ -34,6 +34,7 @@ from crfseg._validation import (
     is_tensor,
 )
 from crfseg.losses._common import (
+    binary_ce_sum,
     check_bool,
     check_class_vector,
     check_fraction,
@@ -1154,17 +1155,10 @@ def combo_loss(
     alpha = check_fraction("alpha", alpha)
     beta = check_fraction("beta", beta)
     smooth, _, include_absent, _ = _check_region(smooth, False, include_absent, "mean")
-    log_p = torch.log_softmax(logits, dim=1)
-    probs = log_p.exp()
-    # log(1 - p), with p capped at 1 - eps so that a saturated wrong class costs a large
-    # finite amount; the sum over the classes that are not the target is the sum over all
-    # classes minus the target's term, so no one-hot tensor is needed.
-    eps = torch.finfo(probs.dtype).eps
-    log_q = torch.log1p(-probs.clamp(max=1.0 - eps))
-    index = labels[:, None]
-    others = log_q.sum(1) - log_q.gather(1, index)[:, 0]
-    binary_ce = -(beta * log_p.gather(1, index)[:, 0] + (1.0 - beta) * others)
-    ce = reduce_pixels(binary_ce.masked_fill(~valid, 0.0) / logits.shape[1], valid, "mean")
+    n = logits.shape[0]
+    binary_ce = binary_ce_sum(logits, labels.reshape(n, -1), valid.reshape(n, -1).to(logits.dtype),
+                              beta)
+    ce = reduce_pixels(binary_ce / logits.shape[1], valid, "mean")
     dice = _dice(logits, labels, valid, smooth=smooth, squared=False, per_image=False,
                  include_absent=include_absent, reduction="mean")
     return alpha * ce + (1.0 - alpha) * dice
