@@ -180,6 +180,7 @@ cdef class _CutWorkspace:
         self.g.dist = &v_dist[0]
         self.g.is_sink = &v_sink[0]
         self.g.orphans = &v_orphans[0]
+        node_ints[1].fill(-1)  # no node is queued
 
 
 cdef _CutWorkspace _grid_workspace(const Grid* g):

@@ -206,7 +206,8 @@ cdef double bk_maxflow(BKGraph* g) noexcept nogil:
     """Run max-flow from scratch on ``g``; return the flow pushed through arcs.
 
     ``rcap`` and ``tr`` must hold the capacities; ``first``, ``head`` and
-    ``sister`` the arcs.  The other arrays are work space and are reset here.
+    ``sister`` the arcs; ``next_active`` must be -1 everywhere (as every run
+    leaves it).  The other arrays are work space.
     Afterwards ``bk_in_sink(g, i)`` tells the side of a minimum cut.
     """
     cdef int n = g.n_nodes, i, j, a, sa, mid, s_node, t_node, current = -1
@@ -218,21 +219,22 @@ cdef double bk_maxflow(BKGraph* g) noexcept nogil:
     g.time = 0
     g.sink_total = 0.0
     cdef int n_source = 0, n_sink = 0
+    # ts, dist and is_sink matter only for nodes in a tree, which set them when
+    # they join; next_active is -1 everywhere after every run.
     for i in range(n):
-        g.next_active[i] = -1
+        if g.tr[i] == 0.0:
+            g.parent[i] = BK_FREE
+            continue
+        g.parent[i] = BK_TERMINAL
         g.ts[i] = 0
-        g.dist[i] = 0
-        g.is_sink[i] = 0
-        g.parent[i] = BK_FREE
-        if g.tr[i] != 0.0:
-            g.is_sink[i] = g.tr[i] < 0.0
-            if g.is_sink[i]:
-                g.sink_total -= g.tr[i]
-                n_sink += 1
-            else:
-                n_source += 1
-            g.parent[i] = BK_TERMINAL
-            g.dist[i] = 1
+        g.dist[i] = 1
+        if g.tr[i] < 0.0:
+            g.is_sink[i] = 1
+            g.sink_total -= g.tr[i]
+            n_sink += 1
+        else:
+            g.is_sink[i] = 0
+            n_source += 1
     # Only the roots of the smaller tree start active.  Every node linked to a
     # terminal is already a root, so growing one tree is enough to find every
     # augmenting path, and in a move of alpha-expansion the pixels drawn to
