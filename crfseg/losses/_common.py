@@ -156,16 +156,18 @@ def check_logits_target(
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     valid = target != ignore_index
-    bad = valid & ((target < 0) | (target >= c))
-    # One host sync for both checks.  The sum of the logits is not finite when any logit is
-    # not (and costs a tenth of isfinite); the exact count is only taken to word the error.
-    logit_sum, bad_count = torch.stack(
-        [logits.detach().sum().double(), bad.sum().double()]).tolist()
+    labels = torch.where(valid, target.long(), 0)
+    # One host sync for both checks, and no full-size temporary: the sum of the logits is
+    # not finite when any logit is not (at a tenth of the cost of isfinite), and the labels
+    # are in range when their minimum and maximum are.  The exact counts are only taken to
+    # word the error.
+    low, high = labels.aminmax()
+    logit_sum, low, high = torch.stack(
+        [logits.detach().sum().double(), low.double(), high.double()]).tolist()
     if not math.isfinite(logit_sum):
         check_finite("logits", logits)
-    if bad_count:
+    if low < 0 or high >= c:
         check_label_range("target", target, valid, c, ignore_index)
-    labels = torch.where(valid, target.long(), 0)
     return logits, valid, labels
 
 

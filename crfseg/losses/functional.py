@@ -106,14 +106,24 @@ def _pixel_class_weights(weights: Tensor | None, labels: Tensor, valid: Tensor,
 
 
 def _weighted_ce(logits: Tensor, labels: Tensor, valid: Tensor, weights: Tensor | None,
-                 reduction: str, penalty: Tensor | None = None) -> Tensor:
-    """Class-weighted (and optionally pixel-penalised) CE, normalised by the class weights."""
-    pixel_weights = _pixel_class_weights(weights, labels, valid, logits)
+                 reduction: str, *, penalty: Tensor | None = None, target: Tensor | None = None,
+                 ignore_index: int = -100) -> Tensor:
+    """Class-weighted (and optionally pixel-penalised) CE, normalised by the class weights.
+
+    ``target`` (the validated target, ignored pixels marked ``ignore_index``)
+    spares a masked copy of the labels on the fused path.
+    """
     if penalty is None and reduction != "none":
         # torch's fused kernel for the sum; only the normalisation is ours (0 when empty)
-        total = F.cross_entropy(logits, labels.masked_fill(~valid, -100), weight=weights,
-                                ignore_index=-100, reduction="sum")
-        return total if reduction == "sum" else safe_div(total, pixel_weights.sum())
+        if target is None:
+            target, ignore_index = labels.masked_fill(~valid, -100), -100
+        total = F.cross_entropy(logits, target.long(), weight=weights,
+                                ignore_index=ignore_index, reduction="sum")
+        if reduction == "sum":
+            return total
+        norm = valid.sum() if weights is None else weights[labels].masked_fill(~valid, 0).sum()
+        return safe_div(total, norm.to(total.dtype))
+    pixel_weights = _pixel_class_weights(weights, labels, valid, logits)
     loss = _nll(logits, labels, valid) * pixel_weights
     if penalty is not None:
         loss = loss * penalty
@@ -181,7 +191,8 @@ def cross_entropy(
     reduction = check_reduction(reduction)
     weights = match_classes("class_weights", check_class_vector("class_weights", class_weights),
                             logits.shape[1], logits)
-    return _weighted_ce(logits, labels, valid, weights, reduction)
+    return _weighted_ce(logits, labels, valid, weights, reduction, target=target,
+                        ignore_index=ignore_index)
 
 
 def _label_images(labels: Any) -> list[Any]:
@@ -614,7 +625,8 @@ def ce_dice_loss(
     squared = check_bool("squared", squared)
     weights = match_classes("class_weights", check_class_vector("class_weights", class_weights),
                             logits.shape[1], logits)
-    ce = _weighted_ce(logits, labels, valid, weights, "mean")
+    ce = _weighted_ce(logits, labels, valid, weights, "mean", target=target,
+                      ignore_index=ignore_index)
     dice = _dice(logits, labels, valid, smooth=smooth, squared=squared,
                  per_image=per_image, include_absent=include_absent, reduction="mean")
     return ce_weight * ce + dice_weight * dice
