@@ -27,7 +27,9 @@ import torch
 
 from crfseg.crf.lattice import (
     PermutohedralLattice,
+    _Pattern,
     blur,
+    normalized_weights,
     slice_at_points,
     splat,
     stack_patterns,
@@ -56,7 +58,7 @@ def bilateral_features(image: torch.Tensor, sxy: Scale, srgb: Scale) -> torch.Te
 
 def mean_field(
     scores: torch.Tensor,
-    kernels: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    kernels: Sequence[tuple[torch.Tensor | PermutohedralLattice, torch.Tensor]],
     n_iter: int,
     *,
     normalization: str = "symmetric",
@@ -69,10 +71,11 @@ def mean_field(
     scores : (N, C, H, W) float Tensor
         ``-U``: logits or log-probabilities (the softmax ignores a constant
         per pixel).
-    kernels : sequence of (features, compat)
+    kernels : sequence of (features or lattice, compat)
         ``features`` ``(N, d, H, W)`` in the dtype of ``scores`` (positions
-        divided by their standard deviations) and ``compat`` the ``(C, C)``
-        compatibility in the energy convention.
+        divided by their standard deviations), or a lattice already built on
+        them, and ``compat`` the ``(C, C)`` compatibility in the energy
+        convention.
     n_iter : int
         Mean-field iterations; 0 returns ``scores`` itself.
     normalization : {"symmetric", "before", "after", "none"}
@@ -91,30 +94,70 @@ def mean_field(
     if n_iter == 0 or not kernels:
         return scores
     num, classes, height, width = scores.shape
-    lattices = [PermutohedralLattice(features, deterministic=deterministic)
-                for features, _ in kernels]
+    lattices = [source if isinstance(source, PermutohedralLattice)
+                else PermutohedralLattice(source, deterministic=deterministic)
+                for source, _ in kernels]
     pattern = stack_patterns([lat.pattern for lat in lattices])
-    weights = [lat.filter_weights(normalization, scores.dtype) for lat in lattices]
-    splat_w = torch.cat([w[0] for w in weights], 1)
-    slice_w = torch.cat([w[1] for w in weights], 1)
+    splat_w, slice_w = normalized_weights(
+        pattern, torch.cat([lat.weights.to(scores.dtype) for lat in lattices], 1),
+        [lat.alpha for lat in lattices], normalization)
     bounds = [0]
     for lat in lattices:
         bounds.append(bounds[-1] + lat.num_vertices)
     transposed = [compat.to(scores.dtype).t() for _, compat in kernels]
 
-    unary = scores.permute(0, 2, 3, 1).reshape(num * height * width, classes).contiguous()
+    unary = scores.permute(0, 2, 3, 1).reshape(num * height * width, classes)
     tracked = torch.is_grad_enabled() and (
         unary.requires_grad or splat_w.requires_grad
         or any(compat.requires_grad for compat in transposed))
-    # Without autograd the vertex and pixel buffers are allocated once and reused.
-    vertex_buffer = None if tracked else unary.new_empty((pattern.num_vertices, classes))
-    point_buffer = None if tracked else torch.empty_like(unary)
-    refined = unary
-    for _ in range(n_iter):
-        probs = torch.softmax(refined, 1)
-        vertex_values = blur(splat(probs, splat_w, pattern, out=vertex_buffer), pattern)
-        messages = torch.cat([vertex_values[lo:hi] @ compat_t for lo, hi, compat_t
-                              in zip(bounds[:-1], bounds[1:], transposed)])
-        pairwise = slice_at_points(messages, slice_w, pattern, out=point_buffer)
-        refined = unary - pairwise if tracked else torch.sub(unary, pairwise, out=pairwise)
+    if tracked:
+        refined = unary
+        for _ in range(n_iter):
+            vertex_values = blur(splat(torch.softmax(refined, 1), splat_w, pattern), pattern)
+            refined = unary - slice_at_points(
+                _compatibility(vertex_values, bounds, transposed), slice_w, pattern)
+    else:
+        refined = _mean_field_inference(unary, pattern, splat_w, slice_w, bounds, transposed,
+                                        n_iter)
     return refined.reshape(num, height, width, classes).permute(0, 3, 1, 2)
+
+
+def _compatibility(vertex_values: torch.Tensor, bounds: list[int],
+                   transposed: list[torch.Tensor]) -> torch.Tensor:
+    """Each lattice's blurred values times its compatibility, still on the vertices."""
+    return torch.cat([vertex_values[lo:hi] @ compat_t for lo, hi, compat_t
+                      in zip(bounds[:-1], bounds[1:], transposed)])
+
+
+def _mean_field_inference(unary: torch.Tensor, pattern: _Pattern, splat_w: torch.Tensor,
+                          slice_w: torch.Tensor, bounds: list[int],
+                          transposed: list[torch.Tensor], n_iter: int) -> torch.Tensor:
+    """The iterations without autograd: reused buffers and a cheaper softmax.
+
+    The softmax needs each pixel's scores shifted so that ``exp`` neither
+    overflows nor underflows.  The shift is the pixel's largest ``-U``, found
+    once: the pairwise term moves a score by at most ``bound`` (the largest
+    compatibility-weighted vertex value times the largest row sum of the
+    slice weights), and while that stays well inside the float's exponent
+    range the shifted ``exp`` is safe; otherwise torch's softmax runs.
+    """
+    shift = unary.amax(1, keepdim=True)
+    shifted = unary - shift  # every pixel's largest score is now 0
+    limit = 60.0 if unary.dtype == torch.float32 else 600.0
+    slice_row_sum = float(slice_w.abs().sum(1).amax())
+    vertex_buffer = unary.new_empty((pattern.num_vertices, unary.shape[1]))
+    probs = torch.empty_like(unary)
+    pairwise = torch.empty_like(unary)
+    refined, bound = shifted, 0.0
+    for _ in range(n_iter):
+        if bound <= limit:
+            torch.exp(refined, out=probs)
+            probs.div_(probs.sum(1, keepdim=True))
+        else:
+            probs = torch.softmax(refined, 1)
+        vertex_values = blur(splat(probs, splat_w, pattern, out=vertex_buffer), pattern)
+        messages = _compatibility(vertex_values, bounds, transposed)
+        bound = float(messages.abs().amax()) * slice_row_sum
+        refined = torch.sub(shifted, slice_at_points(messages, slice_w, pattern, out=pairwise),
+                            out=pairwise)
+    return refined.add_(shift)

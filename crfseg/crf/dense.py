@@ -286,6 +286,10 @@ class DenseCRF:
     ``(N, C, H, W)`` scores (ndarray or Tensor) give an ``(N, C, H, W)``
     Tensor on the device, float32 (float64 for float64 scores).
 
+    The torch backend keeps the lattice of the smoothness kernel, which
+    depends only on the image size, for the last size it saw: repeated calls
+    on images of one size build only the bilateral lattice.
+
     References
     ----------
     P. Krähenbühl and V. Koltun, "Efficient Inference in Fully Connected CRFs
@@ -335,6 +339,7 @@ class DenseCRF:
         if not isinstance(deterministic, bool):
             raise TypeError(f"deterministic must be a bool, got {type(deterministic).__name__}")
         self.deterministic = deterministic
+        self._spatial_cache: tuple[tuple, Any] | None = None
 
     def __repr__(self) -> str:
         device = "" if self.device is None else f", device='{self.device}'"
@@ -423,7 +428,7 @@ class DenseCRF:
         return probs.argmax(dim=-3) if is_tensor(probs) else probs.argmax(axis=0)
 
     def _refine_torch(self, scores: Any, image: Any, input_type: str) -> Any:
-        from crfseg.crf._torch_dense import bilateral_features, mean_field, spatial_features
+        from crfseg.crf._torch_dense import bilateral_features, mean_field
 
         numpy_in = not is_tensor(scores)
         if self.device is not None:
@@ -448,7 +453,7 @@ class DenseCRF:
             return torch.as_tensor(compat_matrix(value, classes), dtype=dtype, device=device)
 
         kernels = [
-            (spatial_features(num, height, width, self.gaussian_sxy, device=device, dtype=dtype),
+            (self._spatial_lattice(num, height, width, device, dtype),
              compat(self.gaussian_compat)),
             (bilateral_features(img, self.bilateral_sxy, self.bilateral_srgb),
              compat(self.bilateral_compat)),
@@ -462,6 +467,20 @@ class DenseCRF:
         if numpy_in:
             return probs[0].to(torch.float32).cpu().numpy()
         return probs[0]
+
+    def _spatial_lattice(self, num: int, height: int, width: int, device: torch.device,
+                         dtype: torch.dtype) -> Any:
+        """The smoothness kernel's lattice, rebuilt only when the image size changes."""
+        from crfseg.crf._torch_dense import spatial_features
+        from crfseg.crf.lattice import PermutohedralLattice
+
+        key = (num, height, width, str(device), dtype, self.gaussian_sxy, self.deterministic)
+        if self._spatial_cache is None or self._spatial_cache[0] != key:
+            features = spatial_features(num, height, width, self.gaussian_sxy, device=device,
+                                        dtype=dtype)
+            self._spatial_cache = (key, PermutohedralLattice(features,
+                                                             deterministic=self.deterministic))
+        return self._spatial_cache[1]
 
     def _refine_pydensecrf(self, unary: np.ndarray, image: np.ndarray) -> np.ndarray:
         import pydensecrf.densecrf as dcrf

@@ -9,10 +9,11 @@ with the same barycentric weights.
 
 The lattice is built once with tensor operations only (one sort of the vertex
 keys, no Python loop over points or vertices) and reused for every filtering:
-across mean-field iterations and in backward.  Splat and slice are sparse
-matrices (one the transpose of the other), so the adjoint filter needed by
-autograd is the same computation with the blur axes in reverse order.  The
-embedding, the blur weights, the scale ``1 / (1 + 2**-d)`` and the
+across mean-field iterations and in backward.  Splat, blur and slice are
+sparse matrices (the slice the transpose of the splat, each blur step
+symmetric), so the adjoint filter needed by autograd is the same computation
+with the blur axes in reverse order, and nothing accumulates with atomics.
+The embedding, the blur weights, the scale ``1 / (1 + 2**-d)`` and the
 normalisations are those of Krähenbühl's ``densecrf`` (what ``pydensecrf``
 runs), so the two agree to float rounding.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -43,6 +45,14 @@ _NORM_EPS = 1e-20
 _MAX_CODE = 2**62
 
 
+def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor,
+         size: tuple[int, int]) -> torch.Tensor:
+    with warnings.catch_warnings():
+        # torch flags sparse CSR as beta; only its long-standing matrix product is used
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
+
+
 @dataclass(frozen=True)
 class _BlurGroup:
     """The vertices ``start:stop`` of one lattice and their blur neighbours."""
@@ -54,20 +64,25 @@ class _BlurGroup:
 
 @dataclass(frozen=True)
 class _Pattern:
-    """Which vertices each point touches: the sparsity of splat and slice.
+    """Which vertices each point touches: the sparsity of splat, blur and slice.
 
     ``offset[p, r]`` is the vertex of the ``r``-th corner of point ``p``'s
-    simplex.  ``splat_order`` lists the flat entries of ``offset`` grouped by
-    vertex (stable, so sums run in a fixed order) and ``splat_crow`` holds the
-    group boundaries: together the CSR structure of the ``(M, P)`` splat
-    matrix, whose transpose (the slice) has ``R`` entries per row.
+    simplex.  The splat entries, grouped by vertex (in a fixed order, so sums
+    always run the same way), are the corners ``(splat_point, splat_corner)``
+    and ``splat_crow`` holds the group boundaries: the CSR structure of the
+    ``(M, P)`` splat matrix, whose transpose (the slice) has ``R`` entries
+    per row.  Several lattices over the same points can share one pattern
+    (:func:`stack_patterns`); ``corner_groups[k]`` is the range of corners of
+    lattice ``k``.
     """
 
     offset: torch.Tensor  # (P, R) int64
-    splat_order: torch.Tensor  # (P * R,) int64
+    splat_point: torch.Tensor  # (P * R,) int64
+    splat_corner: torch.Tensor  # (P * R,) int64
     splat_crow: torch.Tensor  # (M + 1,) int64
     num_vertices: int
     groups: tuple[_BlurGroup, ...]
+    corner_groups: tuple[tuple[int, int], ...]
     deterministic: bool
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -79,16 +94,25 @@ class _Pattern:
     def corners(self) -> int:
         return self.offset.shape[1]
 
+    def _cached(self, key: str, build):
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def splat_source(self) -> torch.Tensor:
+        """Flat index into ``(P, R)`` weights of every splat entry."""
+        return self._cached("source", lambda: self.splat_point * self.corners + self.splat_corner)
+
     def _indices(self) -> tuple[torch.Tensor, ...]:
         """CSR indices of splat and slice, int32 where they fit (MKL's native type)."""
-        if "indices" not in self._cache:
+        def build():
             nnz = self.offset.numel()
             itype = torch.int32 if nnz < 2**31 else torch.long
-            self._cache["indices"] = (
-                self.splat_crow.to(itype), (self.splat_order // self.corners).to(itype),
-                torch.arange(0, nnz + 1, self.corners, device=self.offset.device, dtype=itype),
-                self.offset.reshape(-1).to(itype))
-        return self._cache["indices"]
+            return (self.splat_crow.to(itype), self.splat_point.to(itype),
+                    torch.arange(0, nnz + 1, self.corners, device=self.offset.device,
+                                 dtype=itype),
+                    self.offset.reshape(-1).to(itype))
+        return self._cached("indices", build)
 
     def matrix(self, kind: str, weights: torch.Tensor) -> torch.Tensor:
         """The ``(M, P)`` splat (``kind="splat"``) or ``(P, M)`` slice CSR matrix.
@@ -103,21 +127,17 @@ class _Pattern:
         if hit is not None and hit[0] is weights and hit[1] == weights._version:
             return hit[2]
         splat_crow, splat_col, slice_crow, slice_col = self._indices()
-        with warnings.catch_warnings():
-            # torch flags sparse CSR as beta; only its long-standing matrix product is used
-            warnings.simplefilter("ignore", UserWarning)
-            if kind == "splat":
-                mat = torch.sparse_csr_tensor(
-                    splat_crow, splat_col, weights.reshape(-1)[self.splat_order],
-                    (self.num_vertices, self.num_points), check_invariants=False)
-            else:
-                mat = torch.sparse_csr_tensor(
-                    slice_crow, slice_col, weights.reshape(-1).contiguous(),
-                    (self.num_points, self.num_vertices), check_invariants=False)
-        if len(self._cache) > 8:
-            kept = {k: v for k, v in self._cache.items() if k in ("indices", "blur")}
-            self._cache.clear()
-            self._cache.update(kept)
+        flat = weights.detach().reshape(-1)
+        if kind == "splat":
+            mat = _csr(splat_crow, splat_col, flat[self.splat_source()],
+                       (self.num_vertices, self.num_points))
+        else:
+            mat = _csr(slice_crow, slice_col, flat.contiguous(),
+                       (self.num_points, self.num_vertices))
+        stale = [k for k in self._cache if isinstance(k, tuple)]
+        if len(stale) >= 8:
+            for k in stale:
+                del self._cache[k]
         self._cache[key] = (weights, weights._version, mat)
         return mat
 
@@ -129,9 +149,7 @@ class _Pattern:
         identity rows for the axes they lack.  Each matrix is symmetric, so
         the adjoint blur applies the same matrices in reverse order.
         """
-        if self._cache.get("blur", (None,))[0] != dtype:
-            self._cache["blur"] = (dtype, self._build_blur_matrices(dtype))
-        return self._cache["blur"][1]
+        return self._cached(f"blur {dtype}", lambda: self._build_blur_matrices(dtype))
 
     def _build_blur_matrices(self, dtype: torch.dtype) -> list[torch.Tensor]:
         device = self.offset.device
@@ -158,12 +176,36 @@ class _Pattern:
                     counts.append(torch.ones_like(own))
             crow = torch.cat([torch.zeros(1, dtype=torch.long, device=device),
                               torch.cat(counts).cumsum(0)])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                matrices.append(torch.sparse_csr_tensor(
-                    crow.to(itype), torch.cat(cols).to(itype), torch.cat(vals),
-                    (self.num_vertices, self.num_vertices), check_invariants=False))
+            matrices.append(_csr(crow.to(itype), torch.cat(cols).to(itype), torch.cat(vals),
+                                 (self.num_vertices, self.num_vertices)))
         return matrices
+
+
+def stack_patterns(patterns: Sequence[_Pattern]) -> _Pattern:
+    """One pattern for several lattices over the same points.
+
+    Vertices are numbered lattice after lattice, so one splat and one slice
+    serve every kernel of a CRF at once; the blur stays per lattice.
+    """
+    if len(patterns) == 1:
+        return patterns[0]
+    offsets, points, corners, crows, groups, corner_groups = [], [], [], [], [], []
+    vertex_base = nnz_base = corner_base = 0
+    for pat in patterns:
+        offsets.append(pat.offset + vertex_base)
+        points.append(pat.splat_point)
+        corners.append(pat.splat_corner + corner_base)
+        crows.append(pat.splat_crow[:-1] + nnz_base)
+        groups += [_BlurGroup(g.start + vertex_base, g.stop + vertex_base, g.neighbours)
+                   for g in pat.groups]
+        corner_groups += [(a + corner_base, b + corner_base) for a, b in pat.corner_groups]
+        vertex_base += pat.num_vertices
+        nnz_base += pat.splat_point.numel()
+        corner_base += pat.corners
+    crows.append(torch.tensor([nnz_base], device=patterns[0].offset.device))
+    return _Pattern(torch.cat(offsets, 1), torch.cat(points), torch.cat(corners),
+                    torch.cat(crows), vertex_base, tuple(groups), tuple(corner_groups),
+                    any(p.deterministic for p in patterns))
 
 
 def _spmm(matrix: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
@@ -173,40 +215,13 @@ def _spmm(matrix: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None) -
     return torch.addmm(out, matrix, dense.contiguous(), beta=0.0, out=out)
 
 
-def stack_patterns(patterns: list[_Pattern]) -> _Pattern:
-    """One pattern for several lattices over the same points.
-
-    Vertices are numbered lattice after lattice, so one splat and one slice
-    serve every kernel of a CRF at once; the blur stays per lattice.
-    """
-    if len(patterns) == 1:
-        return patterns[0]
-    corners = sum(p.corners for p in patterns)
-    offsets, orders, crows, groups = [], [], [], []
-    vertex_base, nnz_base, corner_base = 0, 0, 0
-    for pat in patterns:
-        offsets.append(pat.offset + vertex_base)
-        point, corner = pat.splat_order // pat.corners, pat.splat_order % pat.corners
-        orders.append(point * corners + corner + corner_base)
-        crows.append(pat.splat_crow[:-1] + nnz_base)
-        for g in pat.groups:
-            groups.append(_BlurGroup(g.start + vertex_base, g.stop + vertex_base, g.neighbours))
-        vertex_base += pat.num_vertices
-        nnz_base += pat.splat_order.numel()
-        corner_base += pat.corners
-    crows.append(torch.tensor([nnz_base], device=patterns[0].offset.device))
-    return _Pattern(torch.cat(offsets, 1), torch.cat(orders), torch.cat(crows), vertex_base,
-                    tuple(groups), any(p.deterministic for p in patterns))
-
-
 def _splat(values: torch.Tensor, weights: torch.Tensor, pattern: _Pattern,
            out: torch.Tensor | None = None) -> torch.Tensor:
     """``Y[m] = sum of weights[p, r] * values[p]`` over the corners at vertex ``m``."""
     if pattern.deterministic:
         # Gather, then reduce each vertex's contiguous run in order: no atomics.
-        flat = pattern.splat_order
-        gathered = values.index_select(0, flat // pattern.corners)
-        gathered *= weights.reshape(-1)[flat].unsqueeze(1)
+        gathered = values.index_select(0, pattern.splat_point)
+        gathered *= weights.reshape(-1)[pattern.splat_source()].unsqueeze(1)
         return torch.segment_reduce(gathered, "sum", offsets=pattern.splat_crow, axis=0,
                                     unsafe=True)
     return _spmm(pattern.matrix("splat", weights), values, out)
@@ -348,89 +363,148 @@ def slice_at_points(vertex_values: torch.Tensor, weights: torch.Tensor,
     return _slice(vertex_values, weights, pattern, out)
 
 
+def kernel_row_sums(pattern: _Pattern, weights: torch.Tensor,
+                    alphas: Sequence[float]) -> torch.Tensor:
+    """``(P, K)``: each lattice's unnormalised filter of ones (densecrf's ``norm``).
+
+    ``weights`` are the ``(P, R)`` barycentric weights of the stacked
+    lattices and ``alphas`` their scales; differentiable in ``weights``.
+    """
+    if _tracked(weights) or pattern.deterministic:
+        ones = weights.new_ones((pattern.num_points, 1))
+        vertex_sums = splat(ones, weights, pattern)
+    else:
+        vertex_sums = weights.new_zeros((pattern.num_vertices, 1)).index_add_(
+            0, pattern.offset.reshape(-1), weights.reshape(-1, 1))
+    vertex_sums = blur(vertex_sums, pattern).reshape(-1)
+    corner_sums = vertex_sums[pattern.offset] * weights
+    return torch.stack([alpha * corner_sums[:, lo:hi].sum(1) for alpha, (lo, hi)
+                        in zip(alphas, pattern.corner_groups)], 1)
+
+
+def normalized_weights(pattern: _Pattern, weights: torch.Tensor, alphas: Sequence[float],
+                       normalization: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Splat and slice weights ``(P, R)`` with each lattice's scale and normalisation.
+
+    ``symmetric`` filters ``n * K(n * x)`` with ``n = 1 / sqrt(K 1)``,
+    ``before`` filters ``K(x / K 1)``, ``after`` filters ``K(x) / K 1`` and
+    ``none`` applies the lattice kernel ``K`` as it is, exactly as densecrf's
+    ``NORMALIZE_SYMMETRIC``, ``NORMALIZE_BEFORE``, ``NORMALIZE_AFTER`` and
+    ``NO_NORMALIZATION`` do.
+    """
+    check_choice("normalization", normalization, NORMALIZATIONS)
+    widths = [hi - lo for lo, hi in pattern.corner_groups]
+    column_alpha = torch.tensor([a for a, n in zip(alphas, widths) for _ in range(n)],
+                                dtype=weights.dtype, device=weights.device)
+    if normalization == "none":
+        return weights, weights * column_alpha
+    sums = kernel_row_sums(pattern, weights, alphas) + _NORM_EPS
+    column_of = torch.tensor([k for k, n in enumerate(widths) for _ in range(n)],
+                             device=weights.device)
+    norm = sums[:, column_of]
+    if normalization == "symmetric":
+        scaled = weights * norm.rsqrt()
+        return scaled, scaled * column_alpha
+    if normalization == "before":
+        return weights / norm, weights * column_alpha
+    return weights, weights * column_alpha / norm
+
+
 def _elevate(points: torch.Tensor) -> torch.Tensor:
-    """Embed ``(P, d)`` points in the hyperplane ``sum = 0`` of R^(d+1), scaled so
-    that the lattice blur approximates a unit-variance Gaussian (Adams et al., p. 5-6)."""
-    num, d = points.shape
+    """Embed ``(d, P)`` points in the hyperplane ``sum = 0`` of R^(d+1): ``(d+1, P)``.
+
+    Scaled so that the lattice blur approximates a unit-variance Gaussian
+    (Adams et al., p. 5-6).
+    """
+    d = points.shape[0]
     i = torch.arange(d, device=points.device, dtype=points.dtype)
-    scale = math.sqrt(2.0 / 3.0) * (d + 1) / torch.sqrt((i + 1) * (i + 2))
-    scaled = points * scale
-    # tail[:, j] = sum of scaled[:, j:], with tail[:, d] = 0
-    tail = torch.cat([scaled.flip(1).cumsum(1).flip(1), scaled.new_zeros((num, 1))], 1)
-    j = torch.arange(1, d + 1, device=points.device, dtype=points.dtype)
-    return torch.cat([tail[:, :1], tail[:, 1:] - j * scaled], 1)
+    scaled = points * (math.sqrt(2.0 / 3.0) * (d + 1) / torch.sqrt((i + 1) * (i + 2)))[:, None]
+    rows = [scaled[0]] * (d + 1)
+    tail = torch.zeros_like(scaled[0])
+    for j in range(d, 0, -1):
+        rows[j] = tail - j * scaled[j - 1]
+        tail = tail + scaled[j - 1]
+    rows[0] = tail
+    return torch.stack(rows)
 
 
 def _enclosing_simplex(elevated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Remainder-0 vertex ``k * (d+1)`` and rank of each coordinate (Adams et al., p. 10)."""
-    dp1 = elevated.shape[1]
+    dp1 = elevated.shape[0]
     d = dp1 - 1
     k = torch.round(elevated / dp1)
-    diff = (elevated - k * dp1).t().contiguous()
+    diff = elevated - k * dp1
     # rank[i] = #{j: diff_j > diff_i} + #{j < i: diff_j == diff_i}, a permutation of 0..d
-    rank = torch.zeros(diff.shape, dtype=torch.long, device=elevated.device)
+    # counted as floats (exact for these small integers): no dtype conversions
+    count = torch.zeros_like(diff)
     for i in range(d):
         for j in range(i + 1, dp1):
-            less = diff[i] < diff[j]
-            rank[i] += less
-            rank[j] += ~less
-    rank = rank.t().contiguous()
+            less = (diff[i] < diff[j]).to(diff.dtype)
+            count[i] += less
+            count[j] -= less
+    # the j-side counted -1 where it should have counted +1 for each pair it lost
+    count += torch.arange(dp1, device=diff.device, dtype=diff.dtype)[:, None]
     k = k.long()
-    rank += k.sum(1, keepdim=True)
-    under, over = rank < 0, rank > d
-    rank += dp1 * (under.long() - over.long())
-    k += under.long() - over.long()
+    rank = count.long() + k.sum(0)
+    shift = (rank < 0).long() - (rank > d).long()
+    rank += dp1 * shift
+    k += shift
     return k, rank
 
 
 def _barycentric(elevated: torch.Tensor, k: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
-    """``(P, d+1)`` weights of the simplex corners; differentiable in ``elevated``."""
-    dp1 = elevated.shape[1]
+    """``(d+1, P)`` weights of the simplex corners; differentiable in ``elevated``."""
+    dp1 = elevated.shape[0]
     d = dp1 - 1
     v = (elevated - (k * dp1).to(elevated.dtype)) / dp1
     # ranks are a permutation, so each slot receives exactly one +v and one -v
-    zeros = elevated.new_zeros((elevated.shape[0], dp1 + 1))
-    b = zeros.scatter(1, d - rank, v) - zeros.scatter(1, d - rank + 1, v)
-    return torch.cat([b[:, :1] + 1.0 + b[:, dp1:], b[:, 1:dp1]], 1)
+    zeros = elevated.new_zeros((dp1 + 1, elevated.shape[1]))
+    b = zeros.scatter(0, d - rank, v) - zeros.scatter(0, d - rank + 1, v)
+    return torch.cat([b[:1] + 1.0 + b[dp1:], b[1:dp1]])
 
 
 def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
            ) -> tuple[torch.Tensor, _Pattern]:
-    """Barycentric weights ``(P, d+1)`` and the sparsity pattern of a lattice."""
-    num, d = points.shape
+    """Barycentric weights ``(P, d+1)`` and the sparsity pattern of ``(d, P)`` points."""
+    d, num = points.shape
     dp1 = d + 1
     device = points.device
     elevated = _elevate(points)
     with torch.no_grad():
         k, rank = _enclosing_simplex(elevated.detach())
-    weights = _barycentric(elevated, k, rank)
+    weights = _barycentric(elevated, k, rank).t().contiguous()
     with torch.no_grad():
         # Corner r has coordinates k*(d+1) + r - (d+1)*[rank > d - r], all congruent
         # to r; it is coded as r plus (d+1) times a mixed-radix number of the
         # quotients q = k - [rank > d - r], with a margin of 1 for the blur steps.
-        k_lo, k_hi = k[:, :d].amin(0), k[:, :d].amax(0)
+        k_lo, k_hi = k[:d].amin(1), k[:d].amax(1)
         span = (k_hi - k_lo + 4).tolist()
         batches = 1 if batch is None else int(batch.max()) + 1
-        radix_list = [math.prod(span[:i]) for i in range(d)]
+        radix = [math.prod(span[:i]) for i in range(d)]
         space = dp1 * math.prod(span) * batches
         if space >= _MAX_CODE:
             raise ValueError(
                 f"features span too wide a range for the lattice's 63-bit vertex keys "
                 f"(lattice extent {span} along its {d} axes); the features must be "
                 "positions divided by their standard deviations")
-        code_dtype = torch.int32 if space < 2**31 else torch.long
-        radix = torch.tensor(radix_list + [0], device=device)
-        base = ((k[:, :d] - (k_lo - 2)) * radix[:d]).sum(1)
+        base = torch.zeros(num, dtype=torch.long, device=device)
+        for i in range(d):
+            base += (k[i] - (int(k_lo[i]) - 2)) * radix[i]
         if batch is not None:
-            base += (math.prod(span)) * batch
-        # corner r lowers q_i by one for the r coordinates of highest rank
-        by_rank = torch.empty_like(rank).scatter_(1, rank, torch.arange(dp1, device=device)
-                                                  .expand(num, dp1).contiguous())
-        lowered = radix[by_rank].flip(1).cumsum(1)
-        lowered = torch.cat([lowered.new_zeros((num, 1)), lowered[:, :d]], 1)
-        codes = (base[:, None] - lowered) * dp1 + torch.arange(dp1, device=device)
-        codes = codes.to(code_dtype)
-        sorted_codes, order = torch.sort(codes.reshape(-1), stable=True)
+            base += math.prod(span) * batch
+        # corner r lowers q by one for the r coordinates of highest rank
+        by_rank = torch.empty_like(rank).scatter_(
+            0, rank, torch.arange(dp1, device=device)[:, None].expand(dp1, num).contiguous())
+        lowering = torch.tensor(radix + [0], device=device)[by_rank]
+        codes = torch.empty((dp1, num), dtype=torch.long, device=device)
+        codes[0] = base
+        for r in range(1, dp1):
+            codes[r] = codes[r - 1] - lowering[dp1 - r]
+        codes *= dp1
+        codes += torch.arange(dp1, device=device)[:, None]
+        code_dtype = torch.int32 if space < 2**31 else torch.long
+        # entries are corner-major: flat index r * P + p
+        sorted_codes, order = torch.sort(codes.reshape(-1).to(code_dtype), stable=True)
         first = torch.ones_like(sorted_codes, dtype=torch.bool)
         first[1:] = sorted_codes[1:] != sorted_codes[:-1]
         vertex_of_sorted = torch.cumsum(first, 0) - 1
@@ -438,21 +512,24 @@ def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
         offset[order] = vertex_of_sorted
         starts = torch.nonzero(first).reshape(-1)
         crow = torch.cat([starts, starts.new_tensor([order.numel()])])
+        splat_corner = (sorted_codes % dp1).long()
+        splat_point = order - splat_corner * num
         uniq = sorted_codes[starts].long()
         num_vertices = uniq.numel()
         rem = uniq % dp1
-        total = int(sum(radix_list))
+        total = int(sum(radix))
         neighbours = torch.empty((dp1, 2, num_vertices), dtype=torch.long, device=device)
         for axis in range(dp1):
-            own = radix_list[axis] if axis < d else 0
+            own = radix[axis] if axis < d else 0
             down = torch.where(rem >= 1, -1 + dp1 * own, d + dp1 * (own - total))
             up = torch.where(rem <= d - 1, 1 - dp1 * own, -d + dp1 * (total - own))
             for side, delta in enumerate((down, up)):
                 target = uniq + delta
                 idx = torch.searchsorted(uniq, target).clamp_(max=num_vertices - 1)
                 neighbours[axis, side] = torch.where(uniq[idx] == target, idx, num_vertices)
-    pattern = _Pattern(offset.view(num, dp1), order, crow, num_vertices,
-                       (_BlurGroup(0, num_vertices, neighbours),), deterministic)
+    pattern = _Pattern(offset.view(dp1, num).t().contiguous(), splat_point, splat_corner, crow,
+                       num_vertices, (_BlurGroup(0, num_vertices, neighbours),), ((0, dp1),),
+                       deterministic)
     return weights, pattern
 
 
@@ -461,8 +538,11 @@ class PermutohedralLattice:
 
     Filtering ``values`` with the lattice approximates the Gaussian filter
     ``out[i] = sum_j exp(-|f_i - f_j|**2 / 2) * values[j]`` (the point itself
-    included) in ``O(P * d)`` per channel.  The lattice is built once from the
-    features and reused by every call of :meth:`filter`.
+    included) in ``O(P * d)`` per channel: the unnormalised lattice kernel is
+    that Gaussian times a constant below 1 (about 0.85 for ``d = 2`` and 0.6
+    for ``d = 5``, as in densecrf), which the normalisations divide out.  The
+    lattice is built once from the features and reused by every call of
+    :meth:`filter`.
 
     Parameters
     ----------
@@ -485,6 +565,8 @@ class PermutohedralLattice:
         ``P`` (``N * H * W`` for image features).
     num_vertices : int
         Number of lattice vertices ``M`` touched by the points.
+    alpha : float
+        densecrf's scale ``1 / (1 + 2**-d)`` of the sliced values.
 
     Raises
     ------
@@ -520,24 +602,24 @@ class PermutohedralLattice:
         if features.ndim == 4:
             n, d, h, w = features.shape
             self._image_shape: tuple[int, int, int] | None = (n, h, w)
-            points = features.permute(0, 2, 3, 1).reshape(n * h * w, d)
+            points = features.transpose(0, 1).reshape(d, n * h * w)
             batch = (torch.arange(n, device=features.device).repeat_interleave(h * w)
                      if n > 1 else None)
         else:
             self._image_shape = None
-            points, batch = features, None
+            points, batch = features.t(), None
         if points.shape[0] < 1 or points.shape[1] < 1:
             raise ValueError(
                 f"features must hold at least one point of dimension d >= 1, got shape "
                 f"{shape_of(features)}")
         check_finite("features", features)
-        self.dim = int(points.shape[1])
-        self.num_points = int(points.shape[0])
+        self.dim = int(points.shape[0])
+        self.num_points = int(points.shape[1])
         self.alpha = 1.0 / (1.0 + 2.0 ** -self.dim)
-        self.weights, self.pattern = _build(points, batch, bool(deterministic))
+        self.weights, self.pattern = _build(points.contiguous(), batch, bool(deterministic))
         self.num_vertices = self.pattern.num_vertices
         self.device = features.device
-        self._norm_cache: dict[torch.dtype, torch.Tensor] = {}
+        self._weights_cache: dict[tuple[str, torch.dtype], tuple[torch.Tensor, ...]] = {}
 
     def __repr__(self) -> str:
         return (f"PermutohedralLattice(dim={self.dim}, num_points={self.num_points}, "
@@ -564,48 +646,21 @@ class PermutohedralLattice:
             raise ValueError(f"values are on {values.device} but the lattice is on {self.device}")
         return points
 
-    def raw_filter(self, values: torch.Tensor) -> torch.Tensor:
-        """Unnormalised lattice filter of ``(P, C)`` point values (densecrf's compute)."""
-        weights = self.weights.to(values.dtype)
-        vertex_values = blur(splat(values, weights, self.pattern), self.pattern)
-        return slice_at_points(vertex_values, weights * self.alpha, self.pattern)
-
-    def normalizer(self, dtype: torch.dtype) -> torch.Tensor:
-        """``(P, 1)`` lattice filter of ones: the kernel's row sums.
-
-        Cached per dtype unless the features require gradients.
-        """
-        if self.weights.requires_grad and torch.is_grad_enabled():
-            return self.raw_filter(torch.ones((self.num_points, 1), dtype=dtype,
-                                              device=self.device))
-        if dtype not in self._norm_cache:
-            with torch.no_grad():
-                self._norm_cache[dtype] = self.raw_filter(
-                    torch.ones((self.num_points, 1), dtype=dtype, device=self.device))
-        return self._norm_cache[dtype]
-
     def filter_weights(self, normalization: str, dtype: torch.dtype
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Splat and slice weights ``(P, d+1)`` with a normalisation folded in.
+        """Splat and slice weights ``(P, d+1)`` with the normalisation folded in.
 
-        ``symmetric`` filters ``n * K(n * x)`` with ``n = 1 / sqrt(K 1)``,
-        ``before`` filters ``K(x / K 1)``, ``after`` filters ``K(x) / K 1`` and
-        ``none`` applies the lattice kernel ``K`` as it is, exactly as
-        densecrf's ``NORMALIZE_SYMMETRIC``, ``NORMALIZE_BEFORE``,
-        ``NORMALIZE_AFTER`` and ``NO_NORMALIZATION`` do.
+        See :func:`normalized_weights`; cached per normalisation and dtype
+        unless the features require gradients.
         """
-        check_choice("normalization", normalization, NORMALIZATIONS)
         weights = self.weights.to(dtype)
-        splat_w, slice_w = weights, weights * self.alpha
-        if normalization == "none":
-            return splat_w, slice_w
-        norm = self.normalizer(dtype) + _NORM_EPS
-        if normalization == "symmetric":
-            scale = norm.rsqrt()
-            return splat_w * scale, slice_w * scale
-        if normalization == "before":
-            return splat_w / norm, slice_w
-        return splat_w, slice_w / norm
+        if _tracked(weights):
+            return normalized_weights(self.pattern, weights, [self.alpha], normalization)
+        key = (normalization, dtype)
+        if key not in self._weights_cache:
+            self._weights_cache[key] = normalized_weights(self.pattern, weights, [self.alpha],
+                                                          normalization)
+        return self._weights_cache[key]
 
     def filter(self, values: torch.Tensor, normalization: str = "none") -> torch.Tensor:
         """Gaussian-filter ``values`` over the lattice: splat, blur, slice.
@@ -627,6 +682,7 @@ class PermutohedralLattice:
             Differentiable in ``values`` (the adjoint filter runs in backward)
             and in the lattice's features.
         """
+        check_choice("normalization", normalization, NORMALIZATIONS)
         points = self._points(values)
         splat_w, slice_w = self.filter_weights(normalization, values.dtype)
         vertex_values = blur(splat(points, splat_w, self.pattern), self.pattern)
