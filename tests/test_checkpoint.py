@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from fake_datasets import one_thread  # noqa: F401 (fixture)
 
 from crfseg.models import (
     IMAGENET_NORMALIZATION,
@@ -14,6 +15,9 @@ from crfseg.models import (
 from crfseg.models.checkpoint import CHECKPOINT_FORMAT
 
 X = torch.randn(2, 3, 33, 47, generator=torch.Generator().manual_seed(0))
+
+# Tiny convolutions run fastest on one thread; two threads per pytest worker contend.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _trained_unet():

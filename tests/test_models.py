@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from fake_datasets import one_thread  # noqa: F401 (fixture)
 from torch import nn
 
 import crfseg.models as models
@@ -44,6 +45,9 @@ TORCHVISION = ("torchvision:fcn_resnet50", "torchvision:fcn_resnet101",
                "torchvision:deeplabv3_mobilenet_v3_large",
                "torchvision:lraspp_mobilenet_v3_large")
 
+# Tiny convolutions run fastest on one thread; two threads per pytest worker contend.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(autouse=True)
 def no_download(monkeypatch):
@@ -54,17 +58,45 @@ def no_download(monkeypatch):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
 
 
-def _forward_backward(model, shape=(2, 3, *ODD), num_classes=3):
-    """Train-mode forward and backward; returns the logits after checking shape and gradients."""
+def _forward_backward(model, train=True, num_classes=3):
+    """Forward and backward at 33x47; returns the logits after checking shape and gradients.
+
+    ``train=True``: train mode on a batch of 2 (BatchNorm needs two images).
+    ``train=False``: eval mode on one image with a frozen backbone, the
+    cheaper check used for the many (architecture, backbone) pairs: gradients
+    still flow through the backbone to the input, but its weight gradients
+    are not computed.
+    """
     torch.manual_seed(0)
-    model.train()
-    x = torch.randn(*shape, requires_grad=True)
+    model.train(train)
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None and not train:
+        backbone.requires_grad_(False)
+    x = torch.randn(2 if train else 1, 3, *ODD, requires_grad=True)
     out = model(x)
-    assert out.shape == (shape[0], num_classes, *shape[2:])
+    assert out.shape == (x.shape[0], num_classes, *ODD)
     assert torch.isfinite(out).all()
     out.square().mean().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+    trained = [p for p in model.parameters() if p.requires_grad]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trained)
     return out
+
+
+_BACKBONE_CACHE = {}
+
+
+def _cached_backbone(name, stride=32, fc_conv=False):
+    """One backbone per configuration for the whole module (building them is the slow part).
+
+    Backbones are built from ``torch.manual_seed(0)``, so a VGG built with the
+    same seed has identical weights.
+    """
+    key = (name, stride, fc_conv)
+    if key not in _BACKBONE_CACHE:
+        torch.manual_seed(0)
+        _BACKBONE_CACHE[key] = build_backbone(name, output_stride=stride, fc_conv=fc_conv)
+    return _BACKBONE_CACHE[key]
 
 
 # ---------------------------------------------------------------- backbones
@@ -75,7 +107,7 @@ _BACKBONE_CASES = [(name, stride) for name in BACKBONES for stride in OUTPUT_STR
 
 @pytest.mark.parametrize("name,stride", _BACKBONE_CASES)
 def test_backbone_stages_match_declared_channels_and_strides(name, stride):
-    backbone = build_backbone(name, output_stride=stride).eval()
+    backbone = _cached_backbone(name, stride, fc_conv=name == "vgg16").eval()
     with torch.no_grad():
         features = backbone(torch.zeros(1, 3, *ODD))
     assert len(features) == len(backbone.channels) == len(backbone.reductions)
@@ -87,11 +119,11 @@ def test_backbone_stages_match_declared_channels_and_strides(name, stride):
             assert full // reduction <= size <= -(-full // reduction)
 
 
-def test_dilated_resnet50_equals_torchvision_replace_stride_with_dilation(tmp_path):
+def test_dilated_resnet50_equals_torchvision_replace_stride_with_dilation():
     torch.manual_seed(0)
     reference = torchvision.models.resnet50(replace_stride_with_dilation=[False, True, True])
-    torch.save(reference.state_dict(), tmp_path / "resnet50.pth")
-    ours = build_backbone("resnet50", output_stride=8, weights=tmp_path / "resnet50.pth").eval()
+    torch.manual_seed(0)  # the same draws: dilation changes no parameter
+    ours = build_backbone("resnet50", output_stride=8).eval()
     reference.eval()
     x = torch.randn(1, 3, *ODD)
     with torch.no_grad():
@@ -112,8 +144,7 @@ def test_set_block_dilations_cycles_rates_and_removes_stride():
 def test_vgg_classifier_becomes_equivalent_convolutions():
     torch.manual_seed(0)
     vgg = build_classifier("vgg16").eval()
-    torch.manual_seed(0)  # the same draws: the backbone is built from an identical VGG
-    backbone = build_backbone("vgg16", fc_conv=True).eval()
+    backbone = _cached_backbone("vgg16", fc_conv=True).eval()
     torch.testing.assert_close(backbone.stages[0][0].weight, vgg.features[0].weight)
     pool5 = torch.randn(1, 512, 7, 7)
     with torch.no_grad():
@@ -133,7 +164,7 @@ def test_backbone_errors():
 
 # ---------------------------------------------------------------- every architecture
 
-# A light configuration of each architecture for numerical forward + backward.
+# A light configuration of each architecture, built through the registry.
 LIGHT = {
     "fcn32s": {"backbone": "resnet18"},
     "fcn16s": {"backbone": "resnet18"},
@@ -151,16 +182,20 @@ LIGHT = {
     "fc_densenet67": {},
     "fc_densenet103": {},
 }
+# FC-DenseNet67/103 are FC-DenseNet56 with more layers: the size logic is shared.
+ODD_SIZE_CHECKED = [name for name in ARCHITECTURES if name not in ("fc_densenet67",
+                                                                   "fc_densenet103")]
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
-def test_architecture_forward_backward_and_odd_sizes(name):
+def test_architecture_forward_backward(name):
     model = get_model(name, 3, **LIGHT[name])
     assert isinstance(model, SegmentationModel)
     _forward_backward(model)
-    model.eval()
-    with torch.no_grad():
-        assert model(torch.randn(1, 3, 97, 130)).shape == (1, 3, 97, 130)
+    if name in ODD_SIZE_CHECKED:
+        model.eval()
+        with torch.no_grad():
+            assert model(torch.randn(1, 3, 97, 130)).shape == (1, 3, 97, 130)
 
 
 @pytest.mark.parametrize("name", TORCHVISION)
@@ -171,17 +206,7 @@ def test_torchvision_models_return_logits_tensor(name):
         out = model(torch.randn(1, 3, *ODD))
     assert isinstance(out, torch.Tensor) and out.shape == (1, 3, *ODD)
     if name.startswith("torchvision:lraspp"):
-        _forward_backward(model)
-
-
-_BACKBONE_CACHE = {}
-
-
-def _cached_backbone(name, stride, fc_conv=False):
-    key = (name, stride, fc_conv)
-    if key not in _BACKBONE_CACHE:
-        _BACKBONE_CACHE[key] = build_backbone(name, output_stride=stride, fc_conv=fc_conv)
-    return _BACKBONE_CACHE[key]
+        _forward_backward(model, train=False)
 
 
 # Every (architecture, backbone) pair: the head is built on a backbone shared
@@ -194,21 +219,21 @@ _HEADS = {
     "gcn": (lambda b: GCN(b, 3), 32),
     "upernet": (lambda b: UperNet(b, 3, channels=64), 32),
 }
-_PAIRS = [(arch, bb) for arch in _HEADS for bb in list_backbones(arch)]
+# ResNet-18 is each architecture's LIGHT configuration, tested above through the registry.
+_PAIRS = [(arch, bb) for arch in _HEADS for bb in list_backbones(arch) if bb != "resnet18"]
 
 
 @pytest.mark.parametrize("arch,backbone", _PAIRS)
 def test_every_architecture_on_each_backbone(arch, backbone):
     make, preferred = _HEADS[arch]
     stride = preferred if preferred in OUTPUT_STRIDES[backbone] else min(OUTPUT_STRIDES[backbone])
-    net = _cached_backbone(backbone, stride, fc_conv=arch == "fcn8s" and backbone.startswith("vgg"))
-    net.zero_grad()
-    _forward_backward(make(net))
+    fc_conv = arch == "fcn8s" and backbone.startswith("vgg")
+    _forward_backward(make(_cached_backbone(backbone, stride, fc_conv)), train=False)
 
 
 @pytest.mark.parametrize("backbone", list_backbones("duc_hdc"))
 def test_duc_hdc_on_each_resnet(backbone):
-    _forward_backward(duc_hdc(num_classes=3, backbone=backbone))
+    _forward_backward(duc_hdc(num_classes=3, backbone=backbone), train=False)
 
 
 def test_duc_hdc_sets_hybrid_dilation_rates():
@@ -218,14 +243,18 @@ def test_duc_hdc_sets_hybrid_dilation_rates():
     assert [block.conv2.dilation[0] for block in layer4] == [5, 9, 17]
 
 
-def test_segnet_and_fcn8s_on_vgg_build_through_the_registry():
-    segnet = get_model("segnet", 3)
-    _forward_backward(segnet)
-    fcn = get_model("fcn8s", 3, backbone="vgg16_bn").eval()
+def test_fcn_skip_scorers_start_at_zero():
+    # As in the paper, FCN-8s starts from FCN-32s's prediction.
+    model = get_model("fcn8s", 3, backbone="resnet18").eval()
+    assert all(float(s.weight.detach().abs().sum()) == 0 for s in model.head.skip_scores)
+    x = torch.randn(1, 3, *ODD)
     with torch.no_grad():
-        assert fcn(torch.randn(1, 3, *ODD)).shape == (1, 3, *ODD)
-    # The skip scorers start at zero, as in the paper: FCN-8s begins as FCN-32s.
-    assert all(float(s.weight.abs().sum()) == 0 for s in fcn.head.skip_scores)
+        features = model.backbone(x)
+        expected = model.head.score(features[-1])
+        for size in (features[-2].shape[-2:], features[-3].shape[-2:], ODD):
+            expected = nn.functional.interpolate(expected, size=size, mode="bilinear",
+                                                 align_corners=False)
+        torch.testing.assert_close(model(x), expected)
 
 
 def test_padding_models_equal_explicit_pad_and_crop():
@@ -244,8 +273,9 @@ def test_aux_head_outputs_and_forward_agree():
         out, aux = model.forward_aux(x)
         assert aux.shape == out.shape == (1, 3, *ODD)
         torch.testing.assert_close(model(x), out)
-    plain = get_model("pspnet", 3, backbone="resnet18")
-    assert plain.forward_aux(x)[1] is None
+    plain = get_model("pspnet", 3, backbone="resnet18").eval()
+    with torch.no_grad():
+        assert plain.forward_aux(x)[1] is None
 
 
 @pytest.mark.parametrize("name,millions,tolerance", [
@@ -333,6 +363,11 @@ def test_forward_input_errors():
         model(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
     with pytest.raises(ValueError, match="x must not be empty"):
         model(torch.zeros(0, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"UNet needs inputs of at least 2x2 pixels .* got shape "
+                                         r"\(1, 3, 1, 8\)"):
+        model(torch.zeros(1, 3, 1, 8))
+    with pytest.raises(ValueError, match="FCDenseNet needs inputs of at least 4x4 pixels"):
+        FCDenseNet(2, (1, 1, 1, 1, 1), 2)(torch.zeros(1, 3, 3, 9))
 
 
 # ---------------------------------------------------------------- weights (no download)

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from crfseg._validation import check_int, shape_of
-from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import OUTPUT_STRIDES, Backbone, build_backbone
+from crfseg.models.weights import WeightsLike
 
 __all__ = [
     "SegmentationModel",
@@ -64,6 +64,9 @@ class SegmentationModel(nn.Module):
         When greater than 1 the input is zero-padded at the bottom and right
         to a multiple of it (architectures whose unpooling needs even sizes),
         and the output cropped back.
+    min_size : int, default 1
+        Smallest height and width the architecture accepts (its poolings
+        must not reduce a side to zero); smaller inputs raise a ValueError.
 
     Attributes
     ----------
@@ -80,11 +83,13 @@ class SegmentationModel(nn.Module):
         The ``extra`` data of the checkpoint it was loaded from (empty otherwise).
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3, size_divisor: int = 1) -> None:
+    def __init__(self, num_classes: int, in_channels: int = 3, size_divisor: int = 1,
+                 min_size: int = 1) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, low=1)
         self.in_channels = check_int("in_channels", in_channels, low=1)
         self.size_divisor = check_int("size_divisor", size_divisor, low=1)
+        self.min_size = check_int("min_size", min_size, low=1)
         self.normalization: dict[str, tuple[float, ...]] = dict(IMAGENET_NORMALIZATION)
         self.class_names: tuple[str, ...] | None = None
         self.palette: Any = None
@@ -105,6 +110,12 @@ class SegmentationModel(nn.Module):
                             "normalise images before the network")
         if x.shape[0] < 1 or x.shape[2] < 1 or x.shape[3] < 1:
             raise ValueError(f"x must not be empty, got shape {shape_of(x)}")
+        if min(x.shape[2], x.shape[3]) < self.min_size:
+            raise ValueError(
+                f"{type(self).__name__} needs inputs of at least {self.min_size}x{self.min_size} "
+                f"pixels (its poolings would empty smaller ones), got shape {shape_of(x)}; "
+                "pad or resize the image"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes, H, W)`` of a batch ``x`` of ``(N, in_channels, H, W)``."""
@@ -186,7 +197,9 @@ class BackboneSegmentationModel(SegmentationModel):
 
     def __init__(self, backbone: Backbone, head: nn.Module, num_classes: int, *,
                  aux: bool = False, size_divisor: int = 1) -> None:
-        super().__init__(num_classes, 3, size_divisor)
+        # VGG's poolings round down: below 32 pixels its last stage is empty.
+        min_size = 32 if backbone.name.startswith("vgg") else 1
+        super().__init__(num_classes, 3, size_divisor, min_size)
         self.backbone = backbone
         self.head = head
         self.aux_head = FCNHead(backbone.channels[-2], num_classes) if aux else None

@@ -19,8 +19,8 @@ import torch
 
 from crfseg._validation import check_ndim, check_number
 from crfseg.models._base import SegmentationModel
-from crfseg.models.weights import load_matching, safe_torch_load
 from crfseg.models.registry import get_model
+from crfseg.models.weights import load_matching, safe_torch_load
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
 

@@ -12,8 +12,8 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 
 from crfseg.models._base import BackboneSegmentationModel, build_on_backbone
-from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import RESNETS, Backbone
+from crfseg.models.weights import WeightsLike
 
 __all__ = ["DeepLabV3", "DeepLabV3Head", "deeplabv3", "atrous_rates", "DEEPLABV3_BACKBONES"]
 

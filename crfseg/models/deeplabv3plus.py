@@ -13,9 +13,9 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from crfseg.models._base import BackboneSegmentationModel, build_on_backbone, conv_bn_relu
-from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import RESNETS, Backbone
 from crfseg.models.deeplabv3 import atrous_rates
+from crfseg.models.weights import WeightsLike
 
 __all__ = ["DeepLabV3Plus", "DeepLabV3PlusHead", "deeplabv3plus", "DEEPLABV3PLUS_BACKBONES"]
 

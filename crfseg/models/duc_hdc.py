@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from crfseg.models._base import BackboneSegmentationModel, build_on_backbone
-from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import RESNETS, Backbone, set_block_dilations
+from crfseg.models.weights import WeightsLike
 
 __all__ = ["DUCHDC", "DenseUpsamplingConvolution", "duc_hdc", "DUC_HDC_BACKBONES",
            "HDC_RATES"]

@@ -72,6 +72,10 @@ class FCDenseNet(SegmentationModel):
     dropout : float, default 0.2
         Dropout after every convolution.
 
+    Notes
+    -----
+    Inputs must be at least ``2**P`` pixels high and wide (32 for the paper's models).
+
     References
     ----------
     S. Jégou, M. Drozdzal, D. Vazquez, A. Romero and Y. Bengio, "The One Hundred
@@ -87,13 +91,13 @@ class FCDenseNet(SegmentationModel):
 
     def __init__(self, num_classes: int, layers_per_block: Sequence[int], growth_rate: int, *,
                  in_channels: int = 3, first_channels: int = 48, dropout: float = 0.2) -> None:
-        super().__init__(num_classes, in_channels)
         blocks = [check_int("layers_per_block[i]", n, low=1) for n in layers_per_block]
         if len(blocks) % 2 == 0:
             raise ValueError(
                 "layers_per_block must have an odd number of entries (down blocks, bottleneck, "
                 f"up blocks), got {len(blocks)}"
             )
+        super().__init__(num_classes, in_channels, min_size=2 ** (len(blocks) // 2))
         growth_rate = check_int("growth_rate", growth_rate, low=1)
         channels = check_int("first_channels", first_channels, low=1)
         dropout = check_number("dropout", dropout, low=0, high=1, high_inclusive=False)

@@ -18,8 +18,8 @@ from torch import nn
 
 from crfseg._validation import check_choice
 from crfseg.models._base import BackboneSegmentationModel, FCNHead, build_on_backbone
-from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import BACKBONES, VGGS, Backbone
+from crfseg.models.weights import WeightsLike
 
 __all__ = ["FCN", "FCNDecoder", "fcn32s", "fcn16s", "fcn8s", "FCN_BACKBONES"]
 

@@ -17,8 +17,8 @@ from torch import nn
 
 from crfseg._validation import check_int
 from crfseg.models._base import BackboneSegmentationModel, build_on_backbone
-from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import RESNETS, Backbone
+from crfseg.models.weights import WeightsLike
 
 __all__ = ["GCN", "GCNHead", "GlobalConvolution", "BoundaryRefinement", "gcn", "GCN_BACKBONES"]
 

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from crfseg.models._base import BackboneSegmentationModel, build_on_backbone, conv_bn_relu
-from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import RESNETS, Backbone
+from crfseg.models.weights import WeightsLike
 
 __all__ = ["PSPNet", "PyramidPoolingModule", "PSPHead", "pspnet", "PSPNET_BACKBONES"]
 

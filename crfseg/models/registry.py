@@ -19,7 +19,6 @@ from torch import nn
 
 from crfseg._validation import check_int
 from crfseg.models._base import SegmentationModel, check_bool
-from crfseg.models.weights import WeightsLike, load_matching, read_state_dict, resolve_weights
 from crfseg.models.backbones import build_classifier
 from crfseg.models.deeplabv3 import DEEPLABV3_BACKBONES, deeplabv3
 from crfseg.models.deeplabv3plus import DEEPLABV3PLUS_BACKBONES, deeplabv3plus
@@ -32,6 +31,7 @@ from crfseg.models.pspnet import PSPNET_BACKBONES, pspnet
 from crfseg.models.segnet import SEGNET_BACKBONES, segnet
 from crfseg.models.unet import unet
 from crfseg.models.upernet import UPERNET_BACKBONES, upernet
+from crfseg.models.weights import WeightsLike, load_matching, read_state_dict, resolve_weights
 
 __all__ = ["get_model", "list_models", "list_backbones", "TorchvisionSegmentation",
            "TORCHVISION_MODELS"]

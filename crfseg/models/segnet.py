@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from crfseg.models._base import SegmentationModel, check_backbone_options, conv_bn_relu
-from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import build_classifier
+from crfseg.models.weights import WeightsLike
 
 __all__ = ["SegNet", "segnet", "SEGNET_BACKBONES"]
 
@@ -36,6 +36,10 @@ class SegNet(SegmentationModel):
     encoder : nn.Sequential
         torchvision's ``vgg16_bn().features`` (13 conv–BN–ReLU and 5 max-poolings).
 
+    Notes
+    -----
+    Inputs must be at least 32×32 (five 2×2 poolings).
+
     References
     ----------
     V. Badrinarayanan, A. Kendall and R. Cipolla, "SegNet: A Deep Convolutional
@@ -49,7 +53,7 @@ class SegNet(SegmentationModel):
     """
 
     def __init__(self, num_classes: int, encoder: nn.Sequential) -> None:
-        super().__init__(num_classes, 3)
+        super().__init__(num_classes, 3, min_size=32)
         blocks, current = [], []
         for layer in encoder:
             if isinstance(layer, nn.MaxPool2d):

@@ -47,6 +47,10 @@ class UNet(SegmentationModel):
     batch_norm : bool, default True
         BatchNorm after every convolution.
 
+    Notes
+    -----
+    Inputs must be at least ``2**depth`` pixels high and wide.
+
     References
     ----------
     O. Ronneberger, P. Fischer and T. Brox, "U-Net: Convolutional Networks for
@@ -61,9 +65,9 @@ class UNet(SegmentationModel):
 
     def __init__(self, num_classes: int, *, in_channels: int = 3, base_width: int = 64,
                  depth: int = 4, batch_norm: bool = True) -> None:
-        super().__init__(num_classes, in_channels)
-        base_width = check_int("base_width", base_width, low=1)
         depth = check_int("depth", depth, low=1)
+        super().__init__(num_classes, in_channels, min_size=2 ** depth)
+        base_width = check_int("base_width", base_width, low=1)
         check_bool("batch_norm", batch_norm)
         widths = [base_width * 2 ** k for k in range(depth + 1)]
         self.down = nn.ModuleList([_double_conv(in_channels, widths[0], batch_norm)])

@@ -14,9 +14,9 @@ from torch import nn
 
 from crfseg._validation import check_int
 from crfseg.models._base import BackboneSegmentationModel, build_on_backbone, conv_bn_relu
-from crfseg.models.weights import WeightsLike
 from crfseg.models.backbones import RESNETS, Backbone
 from crfseg.models.pspnet import PyramidPoolingModule
+from crfseg.models.weights import WeightsLike
 
 __all__ = ["UperNet", "UperNetHead", "upernet", "UPERNET_BACKBONES"]
 
