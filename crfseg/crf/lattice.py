@@ -551,7 +551,9 @@ class PermutohedralLattice:
         (e.g. ``(x / sxy, y / sxy, r / srgb, g / srgb, b / srgb)``).  A batch
         of ``N`` images gives one lattice whose images never mix.  Gradients
         flow from :meth:`filter`'s output back to ``features`` (through the
-        barycentric weights) when ``features`` requires them.
+        barycentric weights) when ``features`` requires them; the filter is
+        piecewise smooth in the features (it jumps where a point changes
+        simplex), and the gradient is that of the current piece.
     deterministic : bool, default False
         Use gather and ordered segment reductions instead of sparse matrix
         products: bitwise repeatable on CUDA, where sparse products may use

@@ -77,7 +77,10 @@ class CRFasRNN(nn.Module):
     learn_thetas : bool, default False
         Learn the three widths through their logarithms (so they stay
         positive); gradients reach them through the lattice's barycentric
-        weights.
+        weights.  The lattice filter is piecewise smooth in the widths: the
+        gradient is exact while every pixel stays in its lattice simplex and
+        ignores the jumps where one changes simplex (as densecrf's own
+        kernel gradient does).
     normalization : {"symmetric", "before", "after", "none"}, default "symmetric"
         Kernel normalisation, keyword only (densecrf's default is symmetric).
     deterministic : bool, default False
