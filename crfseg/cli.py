@@ -599,10 +599,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                          "and/or --save-logits")
     pairs = pair_inputs(args.image, None, "--image", "", IMAGE_EXTENSIONS, ())
     folder_mode = Path(args.image).is_dir()
+    model = load_checkpoint(args.checkpoint, map_location=args.device)
     outputs = [OutputSpec(args.output, args.output_dir, "--output-dir", ".png"),
                OutputSpec(args.save_logits, args.save_logits, "--save-logits", ".npy")]
     pairs = select_pairs(pairs, args, folder_mode, shard, outputs, "an --image folder")
-    model = load_checkpoint(args.checkpoint, map_location=args.device)
     palette = _palette(args.palette) if args.palette is not None else model.palette
     jobs = []
     for stem, image, _ in pairs:

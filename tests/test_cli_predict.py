@@ -168,3 +168,13 @@ def test_predict_folder_reports_failed_files(tmp_path, checkpoint, capsys):
     assert "predicted 2/3 files" in captured.out
     assert "broken: could not decode image file" in captured.err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["im0.png", "im1.png"]
+
+
+def test_bad_checkpoint_leaves_no_output_folder(tmp_path, capsys):
+    _images(tmp_path / "in")
+    (tmp_path / "bad.pt").write_bytes(b"neither zip nor pickle")
+    code = main(["predict", "--checkpoint", str(tmp_path / "bad.pt"), "--image",
+                 str(tmp_path / "in"), "--output-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "cannot be read" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
