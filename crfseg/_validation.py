@@ -18,6 +18,14 @@ except ImportError:  # pragma: no cover
     torch = None  # type: ignore[assignment]
 
 
+class DTypeError(TypeError, ValueError):
+    """An array of the wrong dtype (e.g. float labels).
+
+    It is both a ``TypeError`` (the usual Python meaning) and a ``ValueError``
+    (what crfseg promises for every bad input), so either ``except`` catches it.
+    """
+
+
 def is_tensor(x: Any) -> bool:
     """Return True when ``x`` is a ``torch.Tensor``."""
     return torch is not None and isinstance(x, torch.Tensor)
@@ -51,7 +59,7 @@ def check_integer_dtype(name: str, x: Any) -> None:
     else:
         ok = np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_
     if not ok:
-        raise TypeError(
+        raise DTypeError(
             f"{name} must hold integer class labels, got dtype {x.dtype}; "
             "convert scores to labels with argmax first"
         )
@@ -64,7 +72,7 @@ def check_floating_dtype(name: str, x: Any) -> None:
     else:
         ok = np.issubdtype(x.dtype, np.floating)
     if not ok:
-        raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
+        raise DTypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
 
 
 def check_finite(name: str, x: Any) -> None:

@@ -32,6 +32,8 @@ def test_dtype_checks():
         v.check_integer_dtype("x", np.zeros(2))
     with pytest.raises(TypeError, match="integer"):
         v.check_integer_dtype("x", torch.zeros(2))
+    with pytest.raises(ValueError, match="integer class labels"):  # a ValueError too
+        v.check_integer_dtype("x", np.zeros(2))
     v.check_floating_dtype("x", torch.zeros(2))
     with pytest.raises(TypeError, match="x must be a floating-point array, got dtype int64"):
         v.check_floating_dtype("x", np.zeros(2, np.int64))
