@@ -799,7 +799,8 @@ class EvaluationReport:
     ----------
     metrics : dict of str to SegmentationMetrics
         Keys among :data:`VARIANTS`: ``"cnn"`` always, ``"cnn+densecrf"`` when a
-        DenseCRF was given, ``"end_to_end"`` for CRF-wrapped networks.
+        DenseCRF was given, ``"end_to_end"`` for a CRF-wrapped network (given
+        as ``model`` or as ``end_to_end``).
     class_names : list of str
     num_images : int
         Images scored (over all processes).
@@ -872,6 +873,7 @@ def evaluate(
     dataset: Dataset,
     *,
     crf: Any = None,
+    end_to_end: nn.Module | None = None,
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
     ignore_index: int | None = None,
@@ -895,6 +897,12 @@ def evaluate(
     crf : crfseg.crf.DenseCRF, optional
         Post-processing scored as ``"cnn+densecrf"`` (on the CNN's logits and
         the unnormalised image).
+    end_to_end : nn.Module, optional
+        A network wrapped by ``crfseg.models.with_crf`` (typically ``model``
+        fine-tuned end to end with a CRFasRNN layer), scored as
+        ``"end_to_end"`` beside ``model``, which is then scored as it is (the
+        comparison of the CRF-as-RNN paper: the CNN trained alone, with
+        post-processing, and trained end to end).
     num_classes : int, optional
         Default ``dataset.num_classes``.
     class_names : sequence of str, optional
@@ -940,6 +948,9 @@ def evaluate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if end_to_end is not None and _crf_parts(end_to_end) is None:
+        raise TypeError(f"end_to_end must be a network wrapped by crfseg.models.with_crf "
+                        f"(with .cnn and .crf), got {type(end_to_end).__name__}")
     if crf is not None and not callable(getattr(crf, "predict", None)):
         raise TypeError(f"crf must be a crfseg.crf.DenseCRF (with a predict method), got "
                         f"{type(crf).__name__}")
@@ -959,17 +970,18 @@ def evaluate(
     mean, std = _normalization(model, normalization)
 
     ctx = init_distributed(device=device)
-    parts = _crf_parts(model)
+    parts = _crf_parts(model) if end_to_end is None else None
     keys = ["cnn"] + (["cnn+densecrf"] if crf is not None else []) + (
-        ["end_to_end"] if parts is not None else [])
+        ["end_to_end"] if parts is not None or end_to_end is not None else [])
     metrics = {k: SegmentationMetrics(num_classes, ignore_index, class_names) for k in keys}
     seconds = dict.fromkeys(keys, 0.0)
     loader = DataLoader(_Samples(dataset), batch_size=batch_size,
                         sampler=_Shard(len(dataset), ctx.rank, ctx.world_size),
                         num_workers=num_workers, pin_memory=ctx.device.type == "cuda")
-    model.to(ctx.device)
-    was_training = model.training
-    model.eval()
+    networks = [model] if end_to_end is None else [model, end_to_end]
+    was_training = [net.training for net in networks]
+    for net in networks:
+        net.to(ctx.device).eval()
     bar = _progress_bar(progress and ctx.is_main, len(loader), 0)
     count = 0
     use_amp = bool(amp) and ctx.device.type == "cuda"
@@ -994,9 +1006,10 @@ def evaluate(
                 tick = time.perf_counter()
                 metrics["cnn+densecrf"].update(_refine_batch(crf, logits, images), target)
                 seconds["cnn+densecrf"] += time.perf_counter() - tick
-            if parts is not None:
+            if "end_to_end" in metrics:
                 tick = time.perf_counter()
-                refined = _logits(parts[1](logits, images))
+                refined = _logits(parts[1](logits, images) if parts is not None
+                                  else end_to_end(inputs, images))
                 metrics["end_to_end"].update(refined.argmax(1), target)
                 seconds["end_to_end"] += time.perf_counter() - tick
             count += len(images)
@@ -1004,7 +1017,8 @@ def evaluate(
                 bar.update(1)
     if bar is not None:
         bar.close()
-    model.train(was_training)
+    for net, mode in zip(networks, was_training, strict=True):
+        net.train(mode)
     for m in metrics.values():
         m.sync()
     count = int(round(_average(torch.tensor(float(count), device=ctx.device), ctx)

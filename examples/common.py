@@ -238,7 +238,8 @@ def build_evaluate_parser(config: dict[str, Any]) -> argparse.ArgumentParser:
         description="Score the CNN, CNN + DenseCRF and (after stage crfasrnn) CNN + CRFasRNN.")
     _common_arguments(parser, config)
     parser.add_argument("--stage", choices=("auto", *STAGES), default="auto",
-                        help="auto: crfasrnn when its checkpoint exists, else cnn")
+                        help="auto: the stage-cnn network, and beside it the stage-crfasrnn "
+                             "one when its checkpoint exists")
     parser.add_argument("--batch-size", dest="eval_batch_size", type=int, default=1,
                         help="images per forward pass (they must share a size)")
     _scoring_arguments(parser)
@@ -347,20 +348,25 @@ def _evaluate(config: dict[str, Any], args: argparse.Namespace) -> int:
     resolved = output / "config.json"
     if resolved.is_file() and not args.config:
         config = load_config(resolved)
-    stage = args.stage
-    if stage == "auto":
-        stage = "crfasrnn" if _stage_checkpoint(output, "crfasrnn").is_file() else "cnn"
-    checkpoint = _stage_checkpoint(output, stage)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"no trained model for stage {stage}: {checkpoint} does not "
-                                f"exist; run train.py --stage {stage} --output {output} first")
+    stages = [args.stage]
+    if args.stage == "auto":
+        stages = ["cnn", "crfasrnn"] if _stage_checkpoint(output, "crfasrnn").is_file() \
+            else ["cnn"]
     ctx = init_distributed(device=args.device)
     data = make_dataset(config, args.data_root, _split(config, args), training=False)
-    model = build_model(config["model"], data.num_classes)
-    if stage == "crfasrnn":
-        model = build_crfasrnn(model, data.num_classes, config["crfasrnn"])
-    _load_weights(model, checkpoint)
-    _score(config, args, model, ctx, data)
+    models = []
+    for stage in stages:
+        checkpoint = _stage_checkpoint(output, stage)
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"no trained model for stage {stage}: {checkpoint} does not "
+                                    f"exist; run train.py --stage {stage} --output {output} first")
+        model = build_model(config["model"], data.num_classes)
+        if stage == "crfasrnn":
+            model = build_crfasrnn(model, data.num_classes, config["crfasrnn"])
+        _load_weights(model, checkpoint)
+        models.append(model)
+    # Stage cnn's network is the baseline; stage crfasrnn's is scored end to end beside it.
+    _score(config, args, models[0], ctx, data, end_to_end=models[1] if len(models) > 1 else None)
     return 0
 
 
@@ -369,7 +375,8 @@ def _split(config: dict[str, Any], args: argparse.Namespace) -> str:
 
 
 def _score(config: dict[str, Any], args: argparse.Namespace, model: nn.Module,
-           ctx: DistributedContext, data: Any = None) -> None:
+           ctx: DistributedContext, data: Any = None,
+           end_to_end: nn.Module | None = None) -> None:
     """Evaluate ``model`` on the chosen split and print (and save) the side-by-side scores."""
     split = _split(config, args)
     if data is None:
@@ -377,7 +384,8 @@ def _score(config: dict[str, Any], args: argparse.Namespace, model: nn.Module,
     crf = None if args.no_crf else build_densecrf(config["densecrf"])
     num_workers = args.num_workers if args.num_workers is not None else config["train"].get(
         "num_workers", 0)
-    report = evaluate(model, data, crf=crf, batch_size=getattr(args, "eval_batch_size", 1),
+    report = evaluate(model, data, crf=crf, end_to_end=end_to_end,
+                      batch_size=getattr(args, "eval_batch_size", 1),
                       device=ctx.device, num_workers=num_workers, progress=not args.no_progress)
     if ctx.is_main:
         print(f"{config['dataset']['name']} {split}: {report.num_images} images")

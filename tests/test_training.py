@@ -275,6 +275,23 @@ def test_end_to_end_variant_for_crf_wrapped_networks():
     assert "CNN + CRFasRNN" in report.table()
 
 
+def test_end_to_end_network_beside_the_cnn_trained_alone():
+    cnn = _net()
+    train(cnn, _train_set(), max_steps=3, batch_size=4, progress=False)
+    wrapped = _WithCRF(_net(seed=1))
+    train(wrapped, _train_set(), max_steps=3, batch_size=4, progress=False)
+    report = evaluate(cnn, _val_set(), end_to_end=wrapped, progress=False)
+    assert list(report.metrics) == ["cnn", "end_to_end"]
+    alone = evaluate(cnn, _val_set(), progress=False)
+    joint = evaluate(wrapped, _val_set(), progress=False)
+    np.testing.assert_array_equal(report.metrics["cnn"].matrix, alone.metrics["cnn"].matrix)
+    np.testing.assert_array_equal(report.metrics["end_to_end"].matrix,
+                                  joint.metrics["end_to_end"].matrix)
+    with pytest.raises(TypeError, match="end_to_end must be a network wrapped by "
+                                        "crfseg.models.with_crf .* got Sequential"):
+        evaluate(cnn, _val_set(), end_to_end=_net())
+
+
 def test_helpers():
     seed_everything(5)
     a = torch.rand(3)
@@ -353,6 +370,8 @@ def test_load_training_state_errors(tmp_path):
         load_training_state(tmp_path / "weights.pt")
     with pytest.raises(ValueError, match="backend must be one of 'nccl', 'gloo'"):
         init_distributed(backend="mpi")
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
+        seed_everything(-1)
 
 
 class _Squeeze(nn.Module):
