@@ -21,6 +21,7 @@ included) and ``M_k`` its ``(C, C)`` compatibility in the energy convention
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -63,6 +64,7 @@ def mean_field(
     *,
     normalization: str = "symmetric",
     deterministic: bool = False,
+    log_probs: bool = False,
 ) -> torch.Tensor:
     """Run mean field; return the last iteration's scores before the softmax.
 
@@ -82,6 +84,10 @@ def mean_field(
         Kernel normalisation (see :meth:`PermutohedralLattice.filter`).
     deterministic : bool
         Gather-based splat and slice (bitwise repeatable on CUDA).
+    log_probs : bool
+        ``scores`` are log-probabilities (every pixel's largest is at least
+        ``-log C``), so inference without autograd needs no shift for a safe
+        ``exp``.
 
     Returns
     -------
@@ -106,7 +112,8 @@ def mean_field(
         bounds.append(bounds[-1] + lat.num_vertices)
     transposed = [compat.to(scores.dtype).t() for _, compat in kernels]
 
-    unary = scores.permute(0, 2, 3, 1).reshape(num * height * width, classes)
+    # (P, C) with the classes contiguous: the layout every product and softmax below wants
+    unary = scores.permute(0, 2, 3, 1).reshape(num * height * width, classes).contiguous()
     tracked = torch.is_grad_enabled() and (
         unary.requires_grad or splat_w.requires_grad
         or any(compat.requires_grad for compat in transposed))
@@ -118,7 +125,7 @@ def mean_field(
                 _compatibility(vertex_values, bounds, transposed), slice_w, pattern)
     else:
         refined = _mean_field_inference(unary, pattern, splat_w, slice_w, bounds, transposed,
-                                        n_iter)
+                                        n_iter, log_probs)
     return refined.reshape(num, height, width, classes).permute(0, 3, 1, 2)
 
 
@@ -131,19 +138,21 @@ def _compatibility(vertex_values: torch.Tensor, bounds: list[int],
 
 def _mean_field_inference(unary: torch.Tensor, pattern: _Pattern, splat_w: torch.Tensor,
                           slice_w: torch.Tensor, bounds: list[int],
-                          transposed: list[torch.Tensor], n_iter: int) -> torch.Tensor:
+                          transposed: list[torch.Tensor], n_iter: int,
+                          log_probs: bool) -> torch.Tensor:
     """The iterations without autograd: reused buffers and a cheaper softmax.
 
     The softmax needs each pixel's scores shifted so that ``exp`` neither
     overflows nor underflows.  The shift is the pixel's largest ``-U``, found
-    once: the pairwise term moves a score by at most ``bound`` (the largest
+    once (log-probabilities need none: their largest is between ``-log C``
+    and 0): the pairwise term moves a score by at most ``bound`` (the largest
     compatibility-weighted vertex value times the largest row sum of the
     slice weights), and while that stays well inside the float's exponent
     range the shifted ``exp`` is safe; otherwise torch's softmax runs.
     """
-    shift = unary.amax(1, keepdim=True)
-    shifted = unary - shift  # every pixel's largest score is now 0
-    limit = 60.0 if unary.dtype == torch.float32 else 600.0
+    shift = None if log_probs else unary.amax(1, keepdim=True)
+    shifted = unary if shift is None else unary - shift  # largest score near 0
+    limit = (60.0 if unary.dtype == torch.float32 else 600.0) - math.log(unary.shape[1])
     slice_row_sum = float(slice_w.abs().sum(1).amax())
     vertex_buffer = unary.new_empty((pattern.num_vertices, unary.shape[1]))
     probs = torch.empty_like(unary)
@@ -160,4 +169,6 @@ def _mean_field_inference(unary: torch.Tensor, pattern: _Pattern, splat_w: torch
         bound = float(messages.abs().amax()) * slice_row_sum
         refined = torch.sub(shifted, slice_at_points(messages, slice_w, pattern, out=pairwise),
                             out=pairwise)
+    if shift is None:
+        return refined.clone() if refined is unary else refined
     return refined.add_(shift)

@@ -445,7 +445,10 @@ class DenseCRF:
             img = torch.from_numpy(prepare_image(image, height, width)).permute(2, 0, 1)[None]
         else:
             img = prepare_image_batch(image, num, height, width)
-        unary = scores_to_unary(batch.to(device), input_type, axis=1)
+        kind = resolve_input_type(batch, input_type, axis=1)
+        # classes last and contiguous: the engine's layout, and a fast log-softmax
+        channels_last = batch.to(device).permute(0, 2, 3, 1).contiguous()
+        unary = scores_to_unary(channels_last, kind, axis=-1).permute(0, 3, 1, 2)
         dtype = unary.dtype
         img = img.to(device=device, dtype=dtype)
 
@@ -459,9 +462,11 @@ class DenseCRF:
              compat(self.bilateral_compat)),
         ]
         with torch.no_grad():
-            refined = mean_field(-unary, kernels, self.n_iter, normalization="symmetric",
-                                 deterministic=self.deterministic)
-            probs = torch.softmax(refined, 1)
+            refined = mean_field(unary.neg_(), kernels, self.n_iter, normalization="symmetric",
+                                 deterministic=self.deterministic, log_probs=kind == "logits")
+            # the softmax over the classes where they are contiguous in memory
+            channels_last = refined.permute(0, 2, 3, 1)
+            probs = torch.softmax(channels_last, -1).permute(0, 3, 1, 2).contiguous()
         if not single:
             return probs
         if numpy_in:

@@ -399,11 +399,10 @@ def normalized_weights(pattern: _Pattern, weights: torch.Tensor, alphas: Sequenc
     if normalization == "none":
         return weights, weights * column_alpha
     sums = kernel_row_sums(pattern, weights, alphas) + _NORM_EPS
-    column_of = torch.tensor([k for k, n in enumerate(widths) for _ in range(n)],
-                             device=weights.device)
-    norm = sums[:, column_of]
+    # each lattice's corners are scaled by that lattice's row sums
+    norm = torch.cat([sums[:, k:k + 1].expand(-1, n) for k, n in enumerate(widths)], 1)
     if normalization == "symmetric":
-        scaled = weights * norm.rsqrt()
+        scaled = weights * norm.rsqrt_()
         return scaled, scaled * column_alpha
     if normalization == "before":
         return weights / norm, weights * column_alpha
@@ -452,15 +451,19 @@ def _enclosing_simplex(elevated: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return k, rank
 
 
-def _barycentric(elevated: torch.Tensor, k: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
-    """``(d+1, P)`` weights of the simplex corners; differentiable in ``elevated``."""
+def _barycentric(elevated: torch.Tensor, k: torch.Tensor, by_rank: torch.Tensor
+                 ) -> torch.Tensor:
+    """``(d+1, P)`` weights of the simplex corners; differentiable in ``elevated``.
+
+    ``by_rank[t]`` is the coordinate of rank ``d - t``.  Adams et al. add
+    ``v_i = (elevated_i - k_i (d+1)) / (d+1)`` at slot ``d - rank_i`` and
+    subtract it at the next slot; reading the ``v`` in rank order ``u`` turns
+    that into differences of neighbours.
+    """
     dp1 = elevated.shape[0]
-    d = dp1 - 1
     v = (elevated - (k * dp1).to(elevated.dtype)) / dp1
-    # ranks are a permutation, so each slot receives exactly one +v and one -v
-    zeros = elevated.new_zeros((dp1 + 1, elevated.shape[1]))
-    b = zeros.scatter(0, d - rank, v) - zeros.scatter(0, d - rank + 1, v)
-    return torch.cat([b[:1] + 1.0 + b[dp1:], b[1:dp1]])
+    u = v.gather(0, by_rank)
+    return torch.cat([1.0 + u[:1] - u[dp1 - 1:], u[1:] - u[:-1]])
 
 
 def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
@@ -472,7 +475,10 @@ def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
     elevated = _elevate(points)
     with torch.no_grad():
         k, rank = _enclosing_simplex(elevated.detach())
-    weights = _barycentric(elevated, k, rank).t().contiguous()
+        # by_rank[t] = the coordinate of rank d - t
+        by_rank = torch.empty_like(rank).scatter_(
+            0, d - rank, torch.arange(dp1, device=device)[:, None].expand(dp1, num).contiguous())
+    weights = _barycentric(elevated, k, by_rank).t().contiguous()
     with torch.no_grad():
         # Corner r has coordinates k*(d+1) + r - (d+1)*[rank > d - r], all congruent
         # to r; it is coded as r plus (d+1) times a mixed-radix number of the
@@ -493,13 +499,11 @@ def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
         if batch is not None:
             base += math.prod(span) * batch
         # corner r lowers q by one for the r coordinates of highest rank
-        by_rank = torch.empty_like(rank).scatter_(
-            0, rank, torch.arange(dp1, device=device)[:, None].expand(dp1, num).contiguous())
-        lowering = torch.tensor(radix + [0], device=device)[by_rank]
+        lowering = torch.take(torch.tensor(radix + [0], device=device), by_rank[:d])
         codes = torch.empty((dp1, num), dtype=torch.long, device=device)
         codes[0] = base
         for r in range(1, dp1):
-            codes[r] = codes[r - 1] - lowering[dp1 - r]
+            torch.sub(codes[r - 1], lowering[r - 1], out=codes[r])
         codes *= dp1
         codes += torch.arange(dp1, device=device)[:, None]
         code_dtype = torch.int32 if space < 2**31 else torch.long
@@ -508,12 +512,11 @@ def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
         first = torch.ones_like(sorted_codes, dtype=torch.bool)
         first[1:] = sorted_codes[1:] != sorted_codes[:-1]
         vertex_of_sorted = torch.cumsum(first, 0) - 1
-        offset = torch.empty_like(vertex_of_sorted)
-        offset[order] = vertex_of_sorted
+        offset = torch.empty_like(vertex_of_sorted).scatter_(0, order, vertex_of_sorted)
         starts = torch.nonzero(first).reshape(-1)
         crow = torch.cat([starts, starts.new_tensor([order.numel()])])
         splat_corner = (sorted_codes % dp1).long()
-        splat_point = order - splat_corner * num
+        splat_point = torch.sub(order, splat_corner, alpha=num)
         uniq = sorted_codes[starts].long()
         num_vertices = uniq.numel()
         rem = uniq % dp1
