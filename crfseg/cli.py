@@ -249,6 +249,9 @@ def _crf_options(args: argparse.Namespace) -> dict[str, Any]:
         "bilateral_srgb": args.bilateral_srgb,
         "bilateral_compat": args.bilateral_compat,
     }
+    for name in ("backend", "device"):  # refine's engine choice
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
     DenseCRF(**options)  # validate once, before any file is touched
     return options
 
@@ -292,6 +295,11 @@ def _add_refine_parser(subparsers: Any) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes in folder mode (1)")
     p.add_argument("--shard", help="process only shard K of N (K/N, 0 <= K < N) in folder mode")
     _add_crf_arguments(p)
+    p.add_argument("--backend", default="pydensecrf", choices=("pydensecrf", "torch", "auto"),
+                   help="inference engine: pydensecrf (CPU), torch (PyTorch lattice, any "
+                        "device), auto (torch when CUDA is available) (pydensecrf)")
+    p.add_argument("--device", help="device of the torch backend, e.g. cpu, cuda, cuda:1 "
+                                    "(default: cuda when available, else cpu)")
     p.set_defaults(func=_cmd_refine)
 
 

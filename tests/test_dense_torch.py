@@ -218,3 +218,26 @@ def test_errors(photo_and_logits):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             DenseCRF(backend="torch", device="cuda")
+
+
+def test_cli_refine_with_the_torch_backend(tmp_path, capsys, photo_and_logits):
+    from crfseg import io
+    from crfseg.cli import main
+
+    image, logits = photo_and_logits
+    io.write_image(tmp_path / "a.png", image)
+    np.save(tmp_path / "a.npy", logits)
+    args = ["refine", "--unary", str(tmp_path / "a.npy"), "--image", str(tmp_path / "a.png"),
+            "--iterations", "3"]
+    assert main(args + ["--save-probs", str(tmp_path / "t.npy"), "--backend", "torch",
+                        "--device", "cpu"]) == 0
+    assert main(args + ["--save-probs", str(tmp_path / "p.npy")]) == 0
+    torch_probs, reference = np.load(tmp_path / "t.npy"), np.load(tmp_path / "p.npy")
+    np.testing.assert_allclose(torch_probs, reference, atol=1e-4)
+    np.testing.assert_allclose(
+        torch_probs, DenseCRF(n_iter=3, backend="torch").refine(logits, image), atol=1e-6)
+    capsys.readouterr()
+    assert main(args + ["--device", "cuda:7" if torch.cuda.is_available() else "cuda"]) == 2
+    assert "device" in capsys.readouterr().err
+    assert main(args + ["--backend", "pydensecrf", "--device", "meta"]) == 2
+    assert "runs on the CPU only" in capsys.readouterr().err
