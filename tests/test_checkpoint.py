@@ -137,6 +137,8 @@ def test_load_errors(tmp_path):
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(ValueError, match="cannot be read: it is truncated"):
         load_checkpoint(tmp_path / "empty.pt")
+    with pytest.raises(ValueError, match="map_location must name a torch device"):
+        load_checkpoint(good, map_location="gpu7")
     torch.save(_trained_unet().state_dict(), tmp_path / "bare.pt")
     with pytest.raises(ValueError, match="is not a crfseg model checkpoint .* bare state_dict "
                                          r"with get_model\(..., weights=path\)"):

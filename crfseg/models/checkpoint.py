@@ -208,7 +208,11 @@ def load_checkpoint(path: str | os.PathLike,
         raise FileNotFoundError(f"checkpoint file not found: {p}")
     if not p.is_file():
         raise ValueError(f"checkpoint path is not a file: {p}")
-    device = torch.device(map_location) if map_location is not None else torch.device("cpu")
+    try:
+        device = torch.device(map_location if map_location is not None else "cpu")
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"map_location must name a torch device such as 'cpu' or 'cuda:0', "
+                         f"got {map_location!r}") from err
     content = safe_torch_load(p, "checkpoint")
     if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
