@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_lattice import _one_torch_thread  # noqa: F401 (autouse fixture)
 from torch import nn
 from torch.func import functional_call
 
@@ -14,15 +15,6 @@ from crfseg.datasets import SyntheticShapes
 from crfseg.losses.functional import cross_entropy
 from crfseg.metrics import iou_score
 from crfseg.models import CRFasRNN, CRFWrapped, with_crf
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread per test process: ``pytest -n 2`` already keeps both cores busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _inputs(num=2, classes=3, height=12, width=14, seed=0, dtype=torch.float32):

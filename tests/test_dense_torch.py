@@ -6,19 +6,11 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage import data
 from skimage.transform import resize
+from test_lattice import _one_torch_thread  # noqa: F401 (autouse fixture)
 
 from crfseg.crf import DenseCRF
 
 PHOTOS = ("astronaut", "chelsea", "coffee")
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread per test process: ``pytest -n 2`` already keeps both cores busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 

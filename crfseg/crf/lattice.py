@@ -283,40 +283,28 @@ def _blur_by_gathers(vertex_values: torch.Tensor, pattern: _Pattern, reverse: bo
     return out
 
 
-class _Splat(torch.autograd.Function):
+class _Transfer(torch.autograd.Function):
+    """Splat or slice (``kind``) with autograd: the adjoint of each is the other."""
+
     @staticmethod
-    def forward(ctx, values, weights, pattern):
-        ctx.pattern = pattern
+    def forward(ctx, values, weights, pattern, kind):
+        ctx.pattern, ctx.kind = pattern, kind
         ctx.save_for_backward(values, weights)
-        return _splat(values, weights, pattern)
+        return _TRANSFERS[kind][0](values, weights, pattern)
 
     @staticmethod
     def backward(ctx, grad):
         values, weights = ctx.saved_tensors
         grad_values = grad_weights = None
         if ctx.needs_input_grad[0]:
-            grad_values = _slice(grad, weights, ctx.pattern)
+            grad_values = _TRANSFERS[ctx.kind][1](grad, weights, ctx.pattern)
         if ctx.needs_input_grad[1]:
-            grad_weights = _corner_products(values, grad, ctx.pattern)
-        return grad_values, grad_weights, None
+            points, vertices = (values, grad) if ctx.kind == "splat" else (grad, values)
+            grad_weights = _corner_products(points, vertices, ctx.pattern)
+        return grad_values, grad_weights, None, None
 
 
-class _Slice(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, vertex_values, weights, pattern):
-        ctx.pattern = pattern
-        ctx.save_for_backward(vertex_values, weights)
-        return _slice(vertex_values, weights, pattern)
-
-    @staticmethod
-    def backward(ctx, grad):
-        vertex_values, weights = ctx.saved_tensors
-        grad_values = grad_weights = None
-        if ctx.needs_input_grad[0]:
-            grad_values = _splat(grad, weights, ctx.pattern)
-        if ctx.needs_input_grad[1]:
-            grad_weights = _corner_products(grad, vertex_values, ctx.pattern)
-        return grad_values, grad_weights, None
+_TRANSFERS = {"splat": (_splat, _slice), "slice": (_slice, _splat)}
 
 
 class _Blur(torch.autograd.Function):
@@ -341,7 +329,7 @@ def splat(values: torch.Tensor, weights: torch.Tensor, pattern: _Pattern,
     ``out`` is a buffer reused when no gradient is tracked.
     """
     if _tracked(values, weights):
-        return _Splat.apply(values, weights, pattern)
+        return _Transfer.apply(values, weights, pattern, "splat")
     return _splat(values, weights, pattern, out)
 
 
@@ -359,7 +347,7 @@ def slice_at_points(vertex_values: torch.Tensor, weights: torch.Tensor,
     ``out`` is a buffer reused when no gradient is tracked.
     """
     if _tracked(vertex_values, weights):
-        return _Slice.apply(vertex_values, weights, pattern)
+        return _Transfer.apply(vertex_values, weights, pattern, "slice")
     return _slice(vertex_values, weights, pattern, out)
 
 
