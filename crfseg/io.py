@@ -31,6 +31,7 @@ __all__ = [
     "write_overlay",
     "write_panel",
     "write_json",
+    "write_bytes",
     "colorize",
     "SCORE_LAYOUTS",
 ]
@@ -353,6 +354,26 @@ def write_scores(path: PathLike, scores: Any) -> Path:
     buffer = _io.BytesIO()
     np.save(buffer, _to_numpy(scores), allow_pickle=False)
     return _atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write raw bytes atomically (temporary file, then rename).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file; its folder must exist.
+    data : bytes
+        The file's whole content, e.g. a serialised checkpoint.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    return _atomic_write_bytes(path, bytes(data))
 
 
 def write_json(path: PathLike, data: Any) -> Path:

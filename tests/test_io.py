@@ -197,6 +197,10 @@ def test_write_scores_json_image(tmp_path, rgb):
         io.write_scores(tmp_path / "s.npz", a)
     io.write_json(tmp_path / "m.json", {"iou": np.array([0.5, np.nan]), "n": np.int64(3)})
     assert json.loads((tmp_path / "m.json").read_text()) == {"iou": [0.5, None], "n": 3}
+    io.write_bytes(tmp_path / "b.bin", b"\x00\x01")
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    with pytest.raises(TypeError, match="data must be bytes, got str"):
+        io.write_bytes(tmp_path / "b.bin", "text")
     io.write_image(tmp_path / "i.png", rgb)
     np.testing.assert_array_equal(io.read_image(tmp_path / "i.png"), rgb)
     with pytest.raises(ValueError, match="uint8"):

@@ -174,7 +174,7 @@ def save_checkpoint(path: str | os.PathLike, model: SegmentationModel, *,
 
     buffer = _io.BytesIO()
     torch.save(content, buffer)
-    return io._atomic_write_bytes(path, buffer.getvalue())
+    return io.write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | os.PathLike,
