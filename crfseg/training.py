@@ -454,7 +454,7 @@ class TrainResult:
         The step the run started from (0, or the resumed checkpoint's).
     history : list of dict
         ``{"step", "loss", "lr"}`` of every step of this run (loss averaged
-        over processes).
+        over processes, learning rate of the first parameter group).
     checkpoint : pathlib.Path or None
         The final ``last.pt``, when ``checkpoint_dir`` was given.
     seconds : float
@@ -481,6 +481,22 @@ def _check_train_arguments(model: Any, dataset: Any, loss_fn: Any, parameters: A
     if parameters is not None and not isinstance(parameters, Iterable):
         raise TypeError(f"parameters must be an iterable of tensors, got "
                         f"{type(parameters).__name__}")
+
+
+def _parameter_groups(parameters: Iterable[Any]) -> list[dict[str, Any]]:
+    """Optimiser groups of the parameters that require grad: plain parameters
+    form one group; dicts (``{"params": ..., "lr": ...}``) keep their options."""
+    items = list(parameters)
+    if items and all(isinstance(item, dict) for item in items):
+        groups = []
+        for i, group in enumerate(items):
+            if "params" not in group:
+                raise ValueError(f"parameters[{i}] is a group without a 'params' entry")
+            groups.append({**group, "params": [p for p in group["params"] if p.requires_grad]})
+        return [g for g in groups if g["params"]]
+    if any(isinstance(item, dict) for item in items):
+        raise TypeError("parameters must be all tensors or all groups (dicts), not a mixture")
+    return [{"params": [p for p in items if p.requires_grad]}]
 
 
 def _resolve_resume(resume: bool | PathLike, checkpoint_dir: Path | None) -> Path | None:
@@ -585,8 +601,11 @@ def train(
     normalization : dict, optional
         ``{"mean": (3,), "std": (3,)}`` in 0–1 units; default the model's
         ``normalization`` attribute, else ImageNet's.
-    parameters : iterable of Parameter, optional
-        What the optimiser updates; default every parameter that requires grad.
+    parameters : iterable of Parameter or of dict, optional
+        What the optimiser updates; default every parameter that requires
+        grad.  Dicts are torch optimiser groups (``{"params": [...], "lr":
+        0.1}``), e.g. a higher learning rate for a CRF layer; the poly
+        schedule scales every group.
     sync_batchnorm : bool, default False
         Convert BatchNorm layers to SyncBatchNorm when running on several GPUs.
     progress : bool, default True
@@ -657,15 +676,15 @@ def train(
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    params = [p for p in (parameters if parameters is not None else model.parameters())
-              if p.requires_grad]
+    groups = _parameter_groups(parameters if parameters is not None else model.parameters())
+    params = [p for group in groups for p in group["params"]]
     if not params:
         raise ValueError("no parameter requires grad: nothing to train")
     if optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum,
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum,
                                                      weight_decay=weight_decay)
     else:
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: max(0.0, 1.0 - min(s, max_steps) / max_steps) ** poly_power)
     settings = {"max_steps": max_steps, "batch_size": batch_size, "optimizer": optimizer,

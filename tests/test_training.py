@@ -202,6 +202,21 @@ def test_only_the_given_parameters_move():
     assert not torch.equal(model[3].weight, head_before)
 
 
+def test_parameter_groups_keep_their_learning_rates():
+    model = _net()
+    frozen = model[0].weight.detach().clone()
+    groups = [{"params": model[0].parameters(), "lr": 0.0}, {"params": model[3].parameters()}]
+    result = train(model, _train_set(), max_steps=2, batch_size=4, lr=0.05, parameters=groups,
+                   progress=False)
+    assert torch.equal(model[0].weight, frozen)  # lr 0 in its group
+    assert result.history[0]["lr"] == 0.0
+    with pytest.raises(ValueError, match=r"parameters\[1\] is a group without a 'params' entry"):
+        train(_net(), _train_set(), max_steps=1, batch_size=4, parameters=[{"params": []}, {}])
+    with pytest.raises(TypeError, match="parameters must be all tensors or all groups"):
+        train(_net(), _train_set(), max_steps=1, batch_size=4,
+              parameters=[{"params": []}, torch.nn.Parameter(torch.zeros(1))])
+
+
 def test_gradient_clipping_bounds_the_update():
     model = _net()
     before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
