@@ -439,8 +439,26 @@ def _enclosing_simplex(elevated: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return k, rank
 
 
-def _barycentric(elevated: torch.Tensor, k: torch.Tensor, by_rank: torch.Tensor
-                 ) -> torch.Tensor:
+class _PermuteRows(torch.autograd.Function):
+    """``x.gather(0, order)`` for a per-column permutation ``order``.
+
+    Its gradient gathers with the inverse permutation instead of scattering
+    with atomics, so it stays deterministic on CUDA.
+    """
+
+    @staticmethod
+    def forward(ctx, x, order, inverse):
+        ctx.save_for_backward(inverse)
+        return x.gather(0, order)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inverse,) = ctx.saved_tensors
+        return grad.gather(0, inverse), None, None
+
+
+def _barycentric(elevated: torch.Tensor, k: torch.Tensor, rank: torch.Tensor,
+                 by_rank: torch.Tensor) -> torch.Tensor:
     """``(d+1, P)`` weights of the simplex corners; differentiable in ``elevated``.
 
     ``by_rank[t]`` is the coordinate of rank ``d - t``.  Adams et al. add
@@ -450,7 +468,7 @@ def _barycentric(elevated: torch.Tensor, k: torch.Tensor, by_rank: torch.Tensor
     """
     dp1 = elevated.shape[0]
     v = (elevated - (k * dp1).to(elevated.dtype)) / dp1
-    u = v.gather(0, by_rank)
+    u = _PermuteRows.apply(v, by_rank, dp1 - 1 - rank)
     return torch.cat([1.0 + u[:1] - u[dp1 - 1:], u[1:] - u[:-1]])
 
 
@@ -466,7 +484,7 @@ def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
         # by_rank[t] = the coordinate of rank d - t
         by_rank = torch.empty_like(rank).scatter_(
             0, d - rank, torch.arange(dp1, device=device)[:, None].expand(dp1, num).contiguous())
-    weights = _barycentric(elevated, k, by_rank).t().contiguous()
+    weights = _barycentric(elevated, k, rank, by_rank).t().contiguous()
     with torch.no_grad():
         # Corner r has coordinates k*(d+1) + r - (d+1)*[rank > d - r], all congruent
         # to r; it is coded as r plus (d+1) times a mixed-radix number of the
