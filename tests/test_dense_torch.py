@@ -90,6 +90,8 @@ def test_return_kinds(photo_and_logits):
     labels = crf.predict(logits, image)
     assert isinstance(labels, np.ndarray) and labels.shape == (40, 50)
     np.testing.assert_array_equal(labels, as_array.argmax(0))
+    flipped = crf.refine(logits[:, ::-1], image[::-1])  # negative strides
+    np.testing.assert_array_equal(flipped, crf.refine(logits[:, ::-1].copy(), image[::-1].copy()))
     double = crf.refine(torch.from_numpy(logits).double(), torch.from_numpy(image))
     assert double.dtype == torch.float64
     np.testing.assert_allclose(double.numpy(), as_array, atol=1e-5)
@@ -188,6 +190,8 @@ def test_errors(photo_and_logits):
         crf.refine(logits[None], image)
     with pytest.raises(TypeError, match="image must be uint8 or a float"):
         crf.refine(logits[None], batch_image.bool())
+    with pytest.raises(TypeError, match="image must be uint8 or a float"):
+        crf.refine(logits[None], batch_image.numpy().astype(object))
     nan_image = batch_image.float()
     nan_image[0, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="image contains 1 non-finite"):

@@ -183,7 +183,12 @@ def prepare_image_batch(image: Any, num: int, height: int, width: int) -> torch.
     image's device.
     """
     check_array("image", image)
-    img = image.detach() if is_tensor(image) else torch.from_numpy(np.asarray(image))
+    if is_tensor(image):
+        img = image.detach()
+    elif image.dtype != np.bool_ and not np.issubdtype(image.dtype, np.number):
+        raise TypeError(f"image must be uint8 or a float array in 0-255 units, got {image.dtype}")
+    else:
+        img = torch.from_numpy(np.ascontiguousarray(image))
     check_ndim("image", img, 4, "(N, 3, H, W) or (N, H, W, 3) for batched scores")
     if tuple(img.shape[1:]) == (3, height, width):
         pass
@@ -437,7 +442,7 @@ class DenseCRF:
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         else:
             device = scores.device
-        batch = torch.from_numpy(np.asarray(scores)) if numpy_in else scores.detach()
+        batch = torch.from_numpy(np.ascontiguousarray(scores)) if numpy_in else scores.detach()
         single = batch.ndim == 3
         batch = batch[None] if single else batch
         num, classes, height, width = batch.shape
