@@ -12,7 +12,8 @@ keys, no Python loop over points or vertices) and reused for every filtering:
 across mean-field iterations and in backward.  Splat, blur and slice are
 sparse matrices (the slice the transpose of the splat, each blur step
 symmetric), so the adjoint filter needed by autograd is the same computation
-with the blur axes in reverse order, and nothing accumulates with atomics.
+with the blur axes in reverse order.  A deterministic mode replaces the
+sparse products by gathers and ordered segment sums (no atomics anywhere).
 The embedding, the blur weights, the scale ``1 / (1 + 2**-d)`` and the
 normalisations are those of Krähenbühl's ``densecrf`` (what ``pydensecrf``
 runs), so the two agree to float rounding.
