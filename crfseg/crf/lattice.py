@@ -365,10 +365,13 @@ def kernel_row_sums(pattern: _Pattern, weights: torch.Tensor,
     else:
         vertex_sums = weights.new_zeros((pattern.num_vertices, 1)).index_add_(
             0, pattern.offset.reshape(-1), weights.reshape(-1, 1))
-    vertex_sums = blur(vertex_sums, pattern).reshape(-1)
-    corner_sums = vertex_sums[pattern.offset] * weights
-    return torch.stack([alpha * corner_sums[:, lo:hi].sum(1) for alpha, (lo, hi)
-                        in zip(alphas, pattern.corner_groups)], 1)
+    vertex_sums = blur(vertex_sums, pattern)
+    # column k keeps lattice k's vertices, so one slice gives every lattice's sums
+    membership = vertex_sums.new_zeros((pattern.num_vertices, len(pattern.groups)))
+    for k, g in enumerate(pattern.groups):
+        membership[g.start:g.stop, k] = 1.0
+    sums = slice_at_points(vertex_sums * membership, weights, pattern)
+    return sums * torch.tensor(alphas, dtype=sums.dtype, device=sums.device)
 
 
 def normalized_weights(pattern: _Pattern, weights: torch.Tensor, alphas: Sequence[float],
