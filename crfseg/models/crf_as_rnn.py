@@ -256,7 +256,22 @@ class CRFasRNN(nn.Module):
 class CRFWrapped(nn.Module):
     """A segmentation network followed by a CRF layer: ``crf(cnn(image), rgb)``.
 
-    Built by :func:`with_crf`; see there.
+    Usually built by :func:`with_crf`, which validates its arguments.
+
+    Parameters
+    ----------
+    cnn : nn.Module
+        Returns logits ``(N, C, h, w)`` or a dict with ``"out"``.
+    crf : nn.Module
+        Called as ``crf(logits, rgb)``, e.g. :class:`CRFasRNN`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> net = CRFWrapped(nn.Conv2d(3, 2, 1), CRFasRNN(2, n_iter=1))
+    >>> net(torch.rand(1, 3, 8, 8) * 255).shape
+    torch.Size([1, 2, 8, 8])
     """
 
     def __init__(self, cnn: nn.Module, crf: nn.Module) -> None:
