@@ -359,14 +359,14 @@ def _default_loss(ignore_index: int) -> LossFunction:
 # ---------------------------------------------------------------- checkpoints
 
 def _atomic_save(state: dict[str, Any], path: Path) -> Path:
-    """Serialise in memory, then write through crfseg.io's atomic writer: an
-    interrupted run never leaves a truncated checkpoint behind."""
-    from crfseg.io import _atomic_write_bytes
+    """Serialise in memory, then write atomically: an interrupted run never
+    leaves a truncated checkpoint behind."""
+    from crfseg.io import write_bytes
 
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    return _atomic_write_bytes(path, buffer.getvalue())
+    return write_bytes(path, buffer.getvalue())
 
 
 def load_training_state(path: PathLike, map_location: str | torch.device = "cpu"
@@ -751,9 +751,9 @@ def train(
         bar.close()
     if ctx.distributed:
         # Each process updated its BatchNorm statistics with its own last batch;
-        # give every process rank 0's, which the checkpoint holds.
-        for buffer in _unwrap(model).buffers():
-            dist.broadcast(buffer.data, src=0)
+        # give every process rank 0's model, the one the checkpoint holds.
+        for tensor in _unwrap(model).state_dict().values():
+            dist.broadcast(tensor, src=0)
     result.seconds = time.perf_counter() - started
     result.step = step
     done_images = (step - start_step) * batch_size * ctx.world_size

@@ -352,18 +352,19 @@ def _evaluate(config: dict[str, Any], args: argparse.Namespace) -> int:
     if args.stage == "auto":
         stages = ["cnn", "crfasrnn"] if _stage_checkpoint(output, "crfasrnn").is_file() \
             else ["cnn"]
-    ctx = init_distributed(device=args.device)
-    data = make_dataset(config, args.data_root, _split(config, args), training=False)
-    models = []
     for stage in stages:
         checkpoint = _stage_checkpoint(output, stage)
         if not checkpoint.is_file():
             raise FileNotFoundError(f"no trained model for stage {stage}: {checkpoint} does not "
                                     f"exist; run train.py --stage {stage} --output {output} first")
+    ctx = init_distributed(device=args.device)
+    data = make_dataset(config, args.data_root, _split(config, args), training=False)
+    models = []
+    for stage in stages:
         model = build_model(config["model"], data.num_classes)
         if stage == "crfasrnn":
             model = build_crfasrnn(model, data.num_classes, config["crfasrnn"])
-        _load_weights(model, checkpoint)
+        _load_weights(model, _stage_checkpoint(output, stage))
         models.append(model)
     # Stage cnn's network is the baseline; stage crfasrnn's is scored end to end beside it.
     _score(config, args, models[0], ctx, data, end_to_end=models[1] if len(models) > 1 else None)

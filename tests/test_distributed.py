@@ -29,7 +29,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env,
                           cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-5000:]}"
     assert done.stdout.count("stage cnn: steps 0->25") == 1  # only rank 0 reports
     state = load_training_state(output / "cnn" / "last.pt")
     assert state["settings"]["world_size"] == 2 and state["step"] == 25
