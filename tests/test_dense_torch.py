@@ -156,29 +156,7 @@ def test_errors(photo_and_logits):
     image, logits = photo_and_logits
     crf = DenseCRF(backend="torch")
     batch_image = torch.from_numpy(image).permute(2, 0, 1)[None]
-    # everything the pydensecrf backend rejects
-    bad = logits.copy()
-    bad[0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="scores contains 1 non-finite"):
-        crf.refine(bad, image)
-    with pytest.raises(ValueError, match="at least 2 classes"):
-        crf.refine(logits[:1], image)
-    with pytest.raises(ValueError, match="same spatial size"):
-        crf.refine(logits, image[:-1])
-    with pytest.raises(ValueError, match="negative values"):
-        crf.refine(logits, image, input_type="probs")
-    with pytest.raises(ValueError, match=r"image must be \(H, W\)"):
-        crf.refine(logits, image[None, None])
-    with pytest.raises(TypeError, match="image must be uint8 or a float"):
-        crf.refine(logits, image.astype(bool))
-    with pytest.raises(TypeError, match="scores must be a floating-point"):
-        crf.refine(logits.astype(np.int32), image)
-    with pytest.raises(TypeError, match="scores must be a numpy array or torch tensor"):
-        crf.refine(logits.tolist(), image)
-    with pytest.raises(ValueError, match="input_type must be one of"):
-        crf.refine(logits, image, input_type="energy")
-    with pytest.raises(ValueError, match=r"gaussian_compat has shape \(3,\)"):
-        DenseCRF(backend="torch", gaussian_compat=np.ones(3)).refine(logits, image)
+    # what every backend rejects is tested in test_dense.py::test_errors_of_every_backend
     with pytest.raises(ValueError, match=r"scores must be \(C, H, W\) or \(N, C, H, W\)"):
         crf.refine(logits[0], image)
     # batches: sizes must match
