@@ -531,15 +531,17 @@ def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
         num_vertices = uniq.numel()
         rem = uniq % dp1
         total = int(sum(radix))
-        neighbours = torch.empty((dp1, 2, num_vertices), dtype=torch.long, device=device)
+        targets = torch.empty((dp1, 2, num_vertices), dtype=torch.long, device=device)
         for axis in range(dp1):
             own = radix[axis] if axis < d else 0
-            down = torch.where(rem >= 1, -1 + dp1 * own, d + dp1 * (own - total))
-            up = torch.where(rem <= d - 1, 1 - dp1 * own, -d + dp1 * (total - own))
-            for side, delta in enumerate((down, up)):
-                target = uniq + delta
-                idx = torch.searchsorted(uniq, target).clamp_(max=num_vertices - 1)
-                neighbours[axis, side] = torch.where(uniq[idx] == target, idx, num_vertices)
+            torch.add(uniq, torch.where(rem >= 1, -1 + dp1 * own, d + dp1 * (own - total)),
+                      out=targets[axis, 0])
+            torch.add(uniq, torch.where(rem <= d - 1, 1 - dp1 * own, -d + dp1 * (total - own)),
+                      out=targets[axis, 1])
+        # one search for all 2(d+1) neighbours, in the narrow key type when it fits
+        keys = sorted_codes[starts]
+        idx = torch.searchsorted(keys, targets.to(code_dtype)).clamp_(max=num_vertices - 1)
+        neighbours = torch.where(uniq[idx] == targets, idx, num_vertices)
     pattern = _Pattern(offset.view(dp1, num).t().contiguous(), splat_point, splat_corner, crow,
                        num_vertices, (_BlurGroup(0, num_vertices, neighbours),), ((0, dp1),),
                        deterministic)
