@@ -1,15 +1,8 @@
 """Shared fixtures: parametrise over CPU and, when present, CUDA."""
 
-import os
-
 import numpy as np
 import pytest
 import torch
-
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs two workers on two cores: one thread each avoids oversubscription,
-    # which otherwise makes torch-heavy tests several times slower.
-    torch.set_num_threads(1)
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device"))]
@@ -25,3 +18,17 @@ def device(request) -> torch.device:
 def rng() -> np.random.Generator:
     """A seeded numpy generator, so every test is repeatable."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread per test.
+
+    ``make test`` runs two workers on two cores, so intra-op threads only
+    oversubscribe them (tiny convolutions ran up to 100x slower); the torchrun
+    test's processes use one thread too, so their float sums agree with ours.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,9 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import scipy.io
-import torch
 
 from crfseg import io
 from crfseg.datasets.palettes import voc_colormap
@@ -197,13 +195,3 @@ def run_example(name: str, script: str, *argv: str) -> int:
     finally:
         sys.argv = saved
     return 0
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny convolutions run fastest on one thread (and the machine is shared); the
-    torchrun test's processes use one too, so their float sums agree with ours."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

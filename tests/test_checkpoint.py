@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from fake_datasets import one_thread  # noqa: F401 (fixture)
 
 from crfseg.models import (
     IMAGENET_NORMALIZATION,
@@ -17,7 +16,6 @@ from crfseg.models.checkpoint import CHECKPOINT_FORMAT
 X = torch.randn(2, 3, 33, 47, generator=torch.Generator().manual_seed(0))
 
 # Tiny convolutions run fastest on one thread; two threads per pytest worker contend.
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _trained_unet():

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from fake_datasets import one_thread  # noqa: F401 (fixture)
 
 from crfseg import io
 from crfseg.cli import main
@@ -13,7 +12,6 @@ from crfseg.models import get_model, predict_logits, save_checkpoint
 PALETTE = [[0, 0, 0], [200, 0, 0], [0, 200, 0]]
 
 # Tiny convolutions run fastest on one thread; two threads per pytest worker contend.
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

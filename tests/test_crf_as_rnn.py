@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_lattice import _one_torch_thread  # noqa: F401 (autouse fixture)
 from torch import nn
 from torch.func import functional_call
 

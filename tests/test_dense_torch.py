@@ -6,7 +6,6 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage import data
 from skimage.transform import resize
-from test_lattice import _one_torch_thread  # noqa: F401 (autouse fixture)
 
 from crfseg.crf import DenseCRF
 

@@ -10,11 +10,9 @@ import sys
 
 import numpy as np
 import pytest
-from fake_datasets import EXAMPLES, one_thread, run_example  # noqa: F401 (fixture)
+from fake_datasets import EXAMPLES, run_example
 
 from crfseg.training import load_training_state
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.slow

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_datasets import WRITERS, one_thread, run_example  # noqa: F401 (fixture)
+from fake_datasets import WRITERS, run_example
 
 import crfseg.models
 
 CASES = ["camvid", "voc", "cityscapes", "ade20k", "coco_stuff"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 QUICK = ("--max-steps", "2", "--batch-size", "2", "--crop-size", "24", "32",

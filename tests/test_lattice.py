@@ -19,15 +19,6 @@ KERNEL_ERROR_BOUND = {1: 0.08, 2: 0.12, 3: 0.16, 5: 0.24}
 SPREAD = {1: 12.0, 2: 6.0, 3: 4.0, 5: 3.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread per test process: ``pytest -n 2`` already keeps both cores busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 
 def _points(d, n=400, seed=0):
     gen = torch.Generator().manual_seed(seed)

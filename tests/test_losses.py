@@ -34,15 +34,6 @@ LOSSES = {
 ZERO_AT_OPTIMUM = [name for name in LOSSES if name != "boundary_loss"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only contend with the other test worker."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_batch(rng, n=2, c=3, h=4, w=5, *, ignored=0.2, dtype=torch.float64,
                device="cpu", scale=2.0):
     """Random logits and blocky targets with some ignored pixels."""

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from fake_datasets import one_thread  # noqa: F401 (fixture)
 from torch import nn
 
 import crfseg.models as models
@@ -46,7 +45,6 @@ TORCHVISION = ("torchvision:fcn_resnet50", "torchvision:fcn_resnet101",
                "torchvision:lraspp_mobilenet_v3_large")
 
 # Tiny convolutions run fastest on one thread; two threads per pytest worker contend.
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fake_datasets import one_thread  # noqa: F401 (fixture)
 from torch import nn
 
 from crfseg.crf import DenseCRF
@@ -21,8 +20,6 @@ from crfseg.training import (
     seed_everything,
     train,
 )
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net(num_classes: int = 3, seed: int = 0) -> nn.Module:
