@@ -31,6 +31,11 @@ def is_tensor(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def to_numpy(x: Any) -> np.ndarray:
+    """A numpy view of ``x``: tensors are detached and copied to the host, arrays pass through."""
+    return x.detach().cpu().numpy() if is_tensor(x) else np.asarray(x)
+
+
 def shape_of(x: Any) -> tuple[int, ...]:
     """Shape of a numpy array or torch tensor as a plain tuple."""
     return tuple(int(s) for s in x.shape)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from crfseg._validation import check_choice, check_ndim, check_number, is_tensor
+from crfseg._validation import check_choice, check_ndim, check_number, to_numpy
 
 __all__ = [
     "read_image",
@@ -64,10 +64,6 @@ def _atomic_write_bytes(path: PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return target
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if is_tensor(x) else np.asarray(x)
 
 
 def read_image(path: PathLike) -> np.ndarray:
@@ -273,7 +269,7 @@ def _guess_layout(arr: np.ndarray, image_shape: Sequence[int] | None, source: st
 
 
 def _check_labels(labels: Any) -> np.ndarray:
-    arr = _to_numpy(labels)
+    arr = to_numpy(labels)
     check_ndim("labels", arr, 2, "(H, W)")
     if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
         raise TypeError(f"labels must be an integer array, got dtype {arr.dtype}")
@@ -352,7 +348,7 @@ def write_scores(path: PathLike, scores: Any) -> Path:
     if Path(path).suffix.lower() != ".npy":
         raise ValueError(f"scores are written as .npy, got {path}")
     buffer = _io.BytesIO()
-    np.save(buffer, _to_numpy(scores), allow_pickle=False)
+    np.save(buffer, to_numpy(scores), allow_pickle=False)
     return _atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -422,7 +418,7 @@ def write_image(path: PathLike, image: Any) -> Path:
     pathlib.Path
         The written file.
     """
-    img = _to_numpy(image)
+    img = to_numpy(image)
     check_ndim("image", img, (2, 3), "(H, W) or (H, W, 3)")
     if img.dtype != np.uint8 or (img.ndim == 3 and img.shape[2] != 3):
         raise ValueError(f"image must be uint8 (H, W, 3) or (H, W), got {img.dtype} {img.shape}")
@@ -476,7 +472,7 @@ def _blend(image: np.ndarray, labels: np.ndarray, palette: Any, alpha: float,
 
 
 def _check_image_and_labels(image: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
-    img = _to_numpy(image)
+    img = to_numpy(image)
     check_ndim("image", img, 3, "(H, W, 3) uint8")
     if img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8, got {img.dtype} {img.shape}")

@@ -34,6 +34,7 @@ from crfseg._validation import (
     check_same_shape,
     is_tensor,
     shape_of,
+    to_numpy,
 )
 
 __all__ = [
@@ -181,7 +182,7 @@ def confusion_matrix(pred: ArrayLike, target: ArrayLike, num_classes: int,
 def _matrix(matrix: ArrayLike) -> np.ndarray:
     """Validate a confusion matrix and return it as a float64 ndarray."""
     check_array("matrix", matrix)
-    m = matrix.detach().cpu().numpy() if is_tensor(matrix) else np.asarray(matrix)
+    m = to_numpy(matrix)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"matrix must be a square (C, C) confusion matrix, got shape {m.shape}")
     if m.dtype.kind not in "iuf":

@@ -91,3 +91,5 @@ def test_check_int_and_choice():
 def test_helpers():
     assert v.is_tensor(torch.zeros(1)) and not v.is_tensor(np.zeros(1))
     assert v.shape_of(torch.zeros(2, 3)) == (2, 3)
+    np.testing.assert_array_equal(v.to_numpy(torch.ones(2, requires_grad=True)), [1.0, 1.0])
+    assert isinstance(v.to_numpy([1, 2]), np.ndarray)

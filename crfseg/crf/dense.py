@@ -28,6 +28,7 @@ from crfseg._validation import (
     check_ndim,
     check_number,
     is_tensor,
+    to_numpy,
 )
 
 __all__ = ["DenseCRF", "scores_to_unary", "INPUT_TYPES"]
@@ -39,10 +40,6 @@ BACKENDS = ("pydensecrf", "torch", "auto")
 # large, finite energy (pydensecrf's own unary_from_softmax does the same).
 _PROB_FLOOR = 1e-8
 _PROB_SUM_TOLERANCE = 1e-3
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if is_tensor(x) else np.asarray(x)
 
 
 def resolve_input_type(scores: Any, input_type: str, axis: int = 0) -> str:
@@ -107,7 +104,7 @@ def scores_to_unary(scores: Any, input_type: str = "auto", axis: int = 0) -> Any
         if kind == "probs":
             return -torch.log(x.clamp_min(_PROB_FLOOR))
         return -torch.log_softmax(x, dim=axis)
-    arr = _to_numpy(scores)
+    arr = to_numpy(scores)
     check_floating_dtype("scores", arr)
     check_finite("scores", arr)
     dtype = np.float32 if arr.dtype == np.float32 else np.float64
@@ -130,7 +127,7 @@ def prepare_image(image: Any, height: int, width: int) -> np.ndarray:
     the bilateral kernel's ``srgb`` assumes 0–255 units).
     """
     check_array("image", image)
-    img = _to_numpy(image)
+    img = to_numpy(image)
     check_ndim("image", img, (2, 3), "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
     if img.ndim == 2:
         img = img[:, :, None]
@@ -216,7 +213,7 @@ def check_compat(name: str, compat: Any) -> float | np.ndarray:
     """Validate a label compatibility: a scalar, a ``(C,)`` vector or a ``(C, C)`` matrix."""
     if np.isscalar(compat):
         return check_number(name, compat)
-    arr = _to_numpy(compat).astype(np.float64)
+    arr = to_numpy(compat).astype(np.float64)
     if arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[0] != arr.shape[1]):
         raise ValueError(
             f"{name} must be a scalar, a (C,) vector or a square (C, C) matrix, "
@@ -360,7 +357,7 @@ class DenseCRF:
             arr = scores
             check_ndim("scores", arr, (3, 4), "(C, H, W) or (N, C, H, W) (channels first)")
         else:
-            arr = _to_numpy(scores)
+            arr = to_numpy(scores)
             check_ndim("scores", arr, 3,
                        "(C, H, W) (channels first); batches (N, C, H, W) need backend='torch'")
         check_floating_dtype("scores", arr)
