@@ -136,6 +136,13 @@ def check_int(name: str, value: Any, *, low: int | None = None, high: int | None
     return value
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """Require a plain ``bool`` (or numpy bool): a truthy tensor, string or number is a mistake."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     """Require ``value`` to be one of ``choices``."""
     if value not in choices:

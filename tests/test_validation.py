@@ -88,6 +88,15 @@ def test_check_int_and_choice():
         v.check_choice("mode", "c", ("a", "b"))
 
 
+def test_check_bool():
+    assert v.check_bool("flag", True) is True
+    assert v.check_bool("flag", np.bool_(False)) is False
+    with pytest.raises(TypeError, match="flag must be a bool, got int"):
+        v.check_bool("flag", 1)
+    with pytest.raises(TypeError, match="flag must be a bool, got Tensor"):
+        v.check_bool("flag", torch.tensor(True))
+
+
 def test_helpers():
     assert v.is_tensor(torch.zeros(1)) and not v.is_tensor(np.zeros(1))
     assert v.shape_of(torch.zeros(2, 3)) == (2, 3)

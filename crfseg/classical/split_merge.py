@@ -17,7 +17,14 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from crfseg import _split_merge as _kernel
-from crfseg._validation import check_array, check_choice, check_finite, check_int, check_number
+from crfseg._validation import (
+    check_array,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_int,
+    check_number,
+)
 
 __all__ = [
     "PREDICATES",
@@ -454,8 +461,7 @@ def split_and_merge(
     gray = _as_gray(image)
     kind, threshold = _check_rule(predicate, threshold, sigma)
     _check_sizes(min_size, min_area, connectivity)
-    if not isinstance(return_tree, (bool, np.bool_)):
-        raise TypeError(f"return_tree must be a bool, got {type(return_tree).__name__}")
+    check_bool("return_tree", return_tree)
     data = _centre(gray)
     noise = 0.0
     if kind == _KINDS["stat"]:

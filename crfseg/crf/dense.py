@@ -21,6 +21,7 @@ import torch
 
 from crfseg._validation import (
     check_array,
+    check_bool,
     check_choice,
     check_finite,
     check_floating_dtype,
@@ -338,9 +339,7 @@ class DenseCRF:
             backend = "torch" if torch.cuda.is_available() else "pydensecrf"
         self.backend = backend
         self.device = _check_device(device, backend)
-        if not isinstance(deterministic, bool):
-            raise TypeError(f"deterministic must be a bool, got {type(deterministic).__name__}")
-        self.deterministic = deterministic
+        self.deterministic = check_bool("deterministic", deterministic)
         self._spatial_cache: tuple[tuple, Any] | None = None
 
     def __repr__(self) -> str:

@@ -46,13 +46,6 @@ def check_reduction(reduction: Any) -> str:
     return reduction
 
 
-def check_bool(name: str, value: Any) -> bool:
-    """Require a plain ``bool`` (a truthy tensor or string is a mistake)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
-
-
 def check_fraction(name: str, value: Any) -> float:
     """Require a real number in ``[0, 1]``."""
     return check_number(name, value, low=0.0, high=1.0)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from crfseg._validation import (
     check_array,
+    check_bool,
     check_choice,
     check_int,
     check_integer_dtype,
@@ -35,7 +36,6 @@ from crfseg._validation import (
 )
 from crfseg.losses._common import (
     binary_ce_sum,
-    check_bool,
     check_class_vector,
     check_fraction,
     check_label_range,

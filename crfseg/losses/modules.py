@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from crfseg._validation import check_int, is_tensor
+from crfseg._validation import check_bool, check_int, is_tensor
 from crfseg.losses import functional
 from crfseg.losses._common import (
-    check_bool,
     check_class_vector,
     check_fraction,
     check_nonnegative,

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from crfseg._validation import (
+    check_bool,
     check_choice,
     check_floating_dtype,
     check_int,
@@ -32,12 +33,6 @@ from crfseg.crf._torch_dense import bilateral_features, mean_field, spatial_feat
 from crfseg.crf.lattice import NORMALIZATIONS
 
 __all__ = ["CRFasRNN", "CRFWrapped", "with_crf"]
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
 
 
 class CRFasRNN(nn.Module):
@@ -146,15 +141,15 @@ class CRFasRNN(nn.Module):
         spatial_weight = check_number("spatial_weight", spatial_weight)
         check_choice("normalization", normalization, NORMALIZATIONS)
         self.normalization = normalization
-        self.deterministic = _check_bool("deterministic", deterministic)
+        self.deterministic = check_bool("deterministic", deterministic)
         c = self.num_classes
         self._register("compatibility", 1.0 - torch.eye(c),
-                       _check_bool("learn_compatibility", learn_compatibility))
-        learn_weights = _check_bool("learn_kernel_weights", learn_kernel_weights)
+                       check_bool("learn_compatibility", learn_compatibility))
+        learn_weights = check_bool("learn_kernel_weights", learn_kernel_weights)
         self._register("spatial_weights", torch.full((c,), spatial_weight), learn_weights)
         self._register("bilateral_weights", torch.full((c,), bilateral_weight), learn_weights)
         self._register("log_thetas", torch.tensor([math.log(t) for t in thetas]),
-                       _check_bool("learn_thetas", learn_thetas))
+                       check_bool("learn_thetas", learn_thetas))
 
     def _register(self, name: str, value: torch.Tensor, learn: bool) -> None:
         if learn:
