@@ -153,11 +153,14 @@ def _mean_field_inference(unary: torch.Tensor, pattern: _Pattern, splat_w: torch
     shift = None if log_probs else unary.amax(1, keepdim=True)
     shifted = unary if shift is None else unary - shift  # largest score near 0
     limit = (60.0 if unary.dtype == torch.float32 else 600.0) - math.log(unary.shape[1])
-    slice_row_sum = float(slice_w.abs().sum(1).amax())
+    # Reading the bound back is free on the CPU but would stall an accelerator
+    # once per iteration, so there the plain softmax runs every time.
+    on_host = unary.device.type == "cpu"
+    slice_row_sum = float(slice_w.abs().sum(1).amax()) if on_host else math.inf
     vertex_buffer = unary.new_empty((pattern.num_vertices, unary.shape[1]))
     probs = torch.empty_like(unary)
     pairwise = torch.empty_like(unary)
-    refined, bound = shifted, 0.0
+    refined, bound = shifted, 0.0 if on_host else math.inf
     for _ in range(n_iter):
         if bound <= limit:
             torch.exp(refined, out=probs)
@@ -166,7 +169,8 @@ def _mean_field_inference(unary: torch.Tensor, pattern: _Pattern, splat_w: torch
             probs = torch.softmax(refined, 1)
         vertex_values = blur(splat(probs, splat_w, pattern, out=vertex_buffer), pattern)
         messages = _compatibility(vertex_values, bounds, transposed)
-        bound = float(messages.abs().amax()) * slice_row_sum
+        if on_host:
+            bound = float(messages.abs().amax()) * slice_row_sum
         refined = torch.sub(shifted, slice_at_points(messages, slice_w, pattern, out=pairwise),
                             out=pairwise)
     if shift is None:
