@@ -174,7 +174,7 @@ def run_batch(function: Callable[[Any], Any], items: Sequence[Any], names: Seque
 def _palette(name: str | None) -> np.ndarray | None:
     if name is None:
         return None
-    from crfseg.datasets.palettes import get_palette
+    from crfseg.palettes import get_palette
 
     return get_palette(name)
 
@@ -436,7 +436,7 @@ def _class_names(text: str | None, num_classes: int) -> list[str] | None:
     if text is None:
         return None
     if text in PALETTE_CHOICES:
-        from crfseg.datasets.palettes import get_class_names
+        from crfseg.palettes import get_class_names
 
         names = list(get_class_names(text))
     else:

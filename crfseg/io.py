@@ -451,7 +451,7 @@ def colorize(labels: Any, palette: Any = None, ignore_index: int | None = 255) -
     >>> colorize(np.array([[0, 1]]))[0, 1].tolist()
     [128, 0, 0]
     """
-    from crfseg.datasets.palettes import voc_colormap
+    from crfseg.palettes import voc_colormap
 
     arr = _check_labels(labels).astype(np.int64)
     pal = voc_colormap(256) if palette is None else _check_palette(palette)

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.io
 
 from crfseg import io
-from crfseg.datasets.palettes import voc_colormap
+from crfseg.palettes import voc_colormap
 
 SIZE = (24, 32)
 

@@ -7,7 +7,7 @@ accepts are converted here, once, so the classic mistake of reshaping
 ``(H, W, C)`` to ``(C, -1)`` without a transpose cannot happen.
 
 The torch backend (``backend="torch"``) runs the same mean field with
-:mod:`crfseg.crf._torch_dense` on a permutohedral lattice in PyTorch: batched,
+:mod:`crfseg.crf.mean_field` on a permutohedral lattice in PyTorch: batched,
 on any device.  Its inputs go through the same conversions defined here.
 """
 
@@ -429,7 +429,7 @@ class DenseCRF:
         return probs.argmax(dim=-3) if is_tensor(probs) else probs.argmax(axis=0)
 
     def _refine_torch(self, scores: Any, image: Any, input_type: str) -> Any:
-        from crfseg.crf._torch_dense import bilateral_features, mean_field
+        from crfseg.crf.mean_field import bilateral_features, mean_field
 
         numpy_in = not is_tensor(scores)
         if self.device is not None:
@@ -477,7 +477,7 @@ class DenseCRF:
     def _spatial_lattice(self, num: int, height: int, width: int, device: torch.device,
                          dtype: torch.dtype) -> Any:
         """The smoothness kernel's lattice, rebuilt only when the image size changes."""
-        from crfseg.crf._torch_dense import spatial_features
+        from crfseg.crf.mean_field import spatial_features
         from crfseg.crf.lattice import PermutohedralLattice
 
         key = (num, height, width, str(device), dtype, self.gaussian_sxy, self.deterministic)

@@ -37,7 +37,17 @@ from crfseg._validation import (
     shape_of,
 )
 
-__all__ = ["PermutohedralLattice", "NORMALIZATIONS"]
+__all__ = [
+    "NORMALIZATIONS",
+    "LatticePattern",
+    "PermutohedralLattice",
+    "blur",
+    "kernel_row_sums",
+    "normalized_weights",
+    "slice_at_points",
+    "splat",
+    "stack_patterns",
+]
 
 NORMALIZATIONS = ("none", "symmetric", "before", "after")
 
@@ -64,7 +74,7 @@ class _BlurGroup:
 
 
 @dataclass(frozen=True)
-class _Pattern:
+class LatticePattern:
     """Which vertices each point touches: the sparsity of splat, blur and slice.
 
     ``offset[p, r]`` is the vertex of the ``r``-th corner of point ``p``'s
@@ -182,7 +192,7 @@ class _Pattern:
         return matrices
 
 
-def stack_patterns(patterns: Sequence[_Pattern]) -> _Pattern:
+def stack_patterns(patterns: Sequence[LatticePattern]) -> LatticePattern:
     """One pattern for several lattices over the same points.
 
     Vertices are numbered lattice after lattice, so one splat and one slice
@@ -204,7 +214,7 @@ def stack_patterns(patterns: Sequence[_Pattern]) -> _Pattern:
         nnz_base += pat.splat_point.numel()
         corner_base += pat.corners
     crows.append(torch.tensor([nnz_base], device=patterns[0].offset.device))
-    return _Pattern(torch.cat(offsets, 1), torch.cat(points), torch.cat(corners),
+    return LatticePattern(torch.cat(offsets, 1), torch.cat(points), torch.cat(corners),
                     torch.cat(crows), vertex_base, tuple(groups), tuple(corner_groups),
                     any(p.deterministic for p in patterns))
 
@@ -216,7 +226,7 @@ def _spmm(matrix: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None) -
     return torch.addmm(out, matrix, dense.contiguous(), beta=0.0, out=out)
 
 
-def _splat(values: torch.Tensor, weights: torch.Tensor, pattern: _Pattern,
+def _splat(values: torch.Tensor, weights: torch.Tensor, pattern: LatticePattern,
            out: torch.Tensor | None = None) -> torch.Tensor:
     """``Y[m] = sum of weights[p, r] * values[p]`` over the corners at vertex ``m``."""
     if pattern.deterministic:
@@ -228,7 +238,7 @@ def _splat(values: torch.Tensor, weights: torch.Tensor, pattern: _Pattern,
     return _spmm(pattern.matrix("splat", weights), values, out)
 
 
-def _slice(vertex_values: torch.Tensor, weights: torch.Tensor, pattern: _Pattern,
+def _slice(vertex_values: torch.Tensor, weights: torch.Tensor, pattern: LatticePattern,
            out: torch.Tensor | None = None) -> torch.Tensor:
     """``out[p] = sum over r of weights[p, r] * vertex_values[offset[p, r]]``."""
     if pattern.deterministic:
@@ -240,7 +250,7 @@ def _slice(vertex_values: torch.Tensor, weights: torch.Tensor, pattern: _Pattern
 
 
 def _corner_products(points: torch.Tensor, vertex_values: torch.Tensor,
-                     pattern: _Pattern) -> torch.Tensor:
+                     pattern: LatticePattern) -> torch.Tensor:
     """``g[p, r] = <points[p], vertex_values[offset[p, r]]>``: the gradient of a weight."""
     out = torch.empty(pattern.offset.shape, dtype=points.dtype, device=points.device)
     for r in range(pattern.corners):
@@ -248,7 +258,7 @@ def _corner_products(points: torch.Tensor, vertex_values: torch.Tensor,
     return out
 
 
-def _blur(vertex_values: torch.Tensor, pattern: _Pattern, reverse: bool) -> torch.Tensor:
+def _blur(vertex_values: torch.Tensor, pattern: LatticePattern, reverse: bool) -> torch.Tensor:
     """Blur every lattice along its axes 0..d (``reverse``: d..0, the adjoint)."""
     if pattern.deterministic:
         return _blur_by_gathers(vertex_values, pattern, reverse)
@@ -260,7 +270,7 @@ def _blur(vertex_values: torch.Tensor, pattern: _Pattern, reverse: bool) -> torc
     return current
 
 
-def _blur_by_gathers(vertex_values: torch.Tensor, pattern: _Pattern, reverse: bool
+def _blur_by_gathers(vertex_values: torch.Tensor, pattern: LatticePattern, reverse: bool
                      ) -> torch.Tensor:
     """:func:`_blur` with index gathers only: the same sums in a fixed order."""
     out = torch.empty_like(vertex_values)
@@ -323,7 +333,7 @@ def _tracked(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def splat(values: torch.Tensor, weights: torch.Tensor, pattern: _Pattern,
+def splat(values: torch.Tensor, weights: torch.Tensor, pattern: LatticePattern,
           out: torch.Tensor | None = None) -> torch.Tensor:
     """Splat ``(P, C)`` values to ``(M, C)`` vertex values; differentiable.
 
@@ -334,7 +344,7 @@ def splat(values: torch.Tensor, weights: torch.Tensor, pattern: _Pattern,
     return _splat(values, weights, pattern, out)
 
 
-def blur(vertex_values: torch.Tensor, pattern: _Pattern) -> torch.Tensor:
+def blur(vertex_values: torch.Tensor, pattern: LatticePattern) -> torch.Tensor:
     """Blur ``(M, C)`` vertex values along every lattice axis; differentiable."""
     if _tracked(vertex_values):
         return _Blur.apply(vertex_values, pattern)
@@ -342,7 +352,7 @@ def blur(vertex_values: torch.Tensor, pattern: _Pattern) -> torch.Tensor:
 
 
 def slice_at_points(vertex_values: torch.Tensor, weights: torch.Tensor,
-                    pattern: _Pattern, out: torch.Tensor | None = None) -> torch.Tensor:
+                    pattern: LatticePattern, out: torch.Tensor | None = None) -> torch.Tensor:
     """Slice ``(M, C)`` vertex values back to ``(P, C)`` points; differentiable.
 
     ``out`` is a buffer reused when no gradient is tracked.
@@ -352,7 +362,7 @@ def slice_at_points(vertex_values: torch.Tensor, weights: torch.Tensor,
     return _slice(vertex_values, weights, pattern, out)
 
 
-def kernel_row_sums(pattern: _Pattern, weights: torch.Tensor,
+def kernel_row_sums(pattern: LatticePattern, weights: torch.Tensor,
                     alphas: Sequence[float]) -> torch.Tensor:
     """``(P, K)``: each lattice's unnormalised filter of ones (densecrf's ``norm``).
 
@@ -374,7 +384,7 @@ def kernel_row_sums(pattern: _Pattern, weights: torch.Tensor,
     return sums * torch.tensor(alphas, dtype=sums.dtype, device=sums.device)
 
 
-def normalized_weights(pattern: _Pattern, weights: torch.Tensor, alphas: Sequence[float],
+def normalized_weights(pattern: LatticePattern, weights: torch.Tensor, alphas: Sequence[float],
                        normalization: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Splat and slice weights ``(P, R)`` with each lattice's scale and normalisation.
 
@@ -477,7 +487,7 @@ def _barycentric(elevated: torch.Tensor, k: torch.Tensor, rank: torch.Tensor,
 
 
 def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
-           ) -> tuple[torch.Tensor, _Pattern]:
+           ) -> tuple[torch.Tensor, LatticePattern]:
     """Barycentric weights ``(P, d+1)`` and the sparsity pattern of ``(d, P)`` points."""
     d, num = points.shape
     dp1 = d + 1
@@ -542,7 +552,7 @@ def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
         keys = sorted_codes[starts]
         idx = torch.searchsorted(keys, targets.to(code_dtype)).clamp_(max=num_vertices - 1)
         neighbours = torch.where(uniq[idx] == targets, idx, num_vertices)
-    pattern = _Pattern(offset.view(dp1, num).t().contiguous(), splat_point, splat_corner, crow,
+    pattern = LatticePattern(offset.view(dp1, num).t().contiguous(), splat_point, splat_corner, crow,
                        num_vertices, (_BlurGroup(0, num_vertices, neighbours),), ((0, dp1),),
                        deterministic)
     return weights, pattern

@@ -14,7 +14,7 @@ from crfseg.datasets.ade20k import ADE20K
 from crfseg.datasets.camvid import CamVid
 from crfseg.datasets.cityscapes import Cityscapes
 from crfseg.datasets.coco_stuff import COCOStuff
-from crfseg.datasets.palettes import get_class_names, get_palette
+from crfseg.palettes import get_class_names, get_palette
 from crfseg.datasets.synthetic import SyntheticShapes
 from crfseg.datasets.voc import VOCSegmentation
 

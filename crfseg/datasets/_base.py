@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from crfseg import io
 from crfseg._validation import check_int
-from crfseg.datasets.palettes import get_class_names, get_palette
+from crfseg.palettes import get_class_names, get_palette
 from crfseg.datasets.transforms import ToTensor
 
 __all__ = ["SegmentationDataset", "label_lut"]

@@ -29,7 +29,7 @@ from crfseg._validation import (
     is_tensor,
     shape_of,
 )
-from crfseg.crf._torch_dense import bilateral_features, mean_field, spatial_features
+from crfseg.crf.mean_field import bilateral_features, mean_field, spatial_features
 from crfseg.crf.lattice import NORMALIZATIONS
 
 __all__ = ["CRFasRNN", "CRFWrapped", "with_crf"]

@@ -28,13 +28,15 @@ import torch
 
 from crfseg.crf.lattice import (
     PermutohedralLattice,
-    _Pattern,
+    LatticePattern,
     blur,
     normalized_weights,
     slice_at_points,
     splat,
     stack_patterns,
 )
+
+__all__ = ["bilateral_features", "mean_field", "spatial_features"]
 
 Scale = float | torch.Tensor
 
@@ -136,7 +138,7 @@ def _compatibility(vertex_values: torch.Tensor, bounds: list[int],
                       in zip(bounds[:-1], bounds[1:], transposed)])
 
 
-def _mean_field_inference(unary: torch.Tensor, pattern: _Pattern, splat_w: torch.Tensor,
+def _mean_field_inference(unary: torch.Tensor, pattern: LatticePattern, splat_w: torch.Tensor,
                           slice_w: torch.Tensor, bounds: list[int],
                           transposed: list[torch.Tensor], n_iter: int,
                           log_probs: bool) -> torch.Tensor:
