@@ -32,6 +32,10 @@ cdef enum:
     PAIR_LINEAR = 2
     PAIR_QUADRATIC = 3
 
+# below this curvature the parabola crossings of a truncated quadratic message
+# lose their meaning (division by ~0), so such messages take the general path
+cdef double _QUADRATIC_MIN_CURVATURE = 1e-150
+
 cdef int[4] _DY = [0, 1, 1, 1]
 cdef int[4] _DX = [1, 0, 1, -1]
 
@@ -491,10 +495,14 @@ cdef double _message(
     for x in range(L):
         if h[x] < hmin:
             hmin = h[x]
-    if w == 0.0:
+    if w == 0.0 or (kind != PAIR_GENERAL and w * c0 == 0.0):
+        # a zero cost: every y is reached from the cheapest x
         for y in range(L):
             out[y] = 0.0
         return hmin
+    if kind == PAIR_QUADRATIC and w * c0 < _QUADRATIC_MIN_CURVATURE:
+        # crossings of nearly flat parabolas overflow; the O(L^2) minimum is exact
+        kind = PAIR_GENERAL
     if kind == PAIR_GENERAL:
         for y in range(L):
             v = INFINITY
@@ -530,9 +538,14 @@ cdef double _message(
             env_z[1] = INFINITY
             for x in range(1, L):
                 s = _parabola_cross(h, a, x, env_v[k])
-                while s <= env_z[k]:
+                while k > 0 and s <= env_z[k]:
                     k -= 1
                     s = _parabola_cross(h, a, x, env_v[k])
+                if s <= env_z[0]:
+                    # below every parabola kept so far (a crossing at -inf): replace them
+                    env_v[0] = x
+                    env_z[1] = INFINITY
+                    continue
                 k += 1
                 env_v[k] = x
                 env_z[k] = s

@@ -187,6 +187,64 @@ def test_expansion_on_potts_is_within_twice_the_optimum():
             assert optimum - 1e-9 <= result.energy <= 2 * optimum + 1e-9
 
 
+TINY_GRIDS = [(1, 1), (1, 2), (1, 5), (2, 1), (5, 1), (2, 2)]
+
+
+def tiny_costs(num_labels):
+    """Every structured cost at weights 0 to 3, the zero weight included."""
+    for weight in (0.0, 1e-200, 0.5, 3.0):
+        yield potts(num_labels, weight)
+        yield truncated_linear(num_labels, weight, 1.5)
+        yield truncated_quadratic(num_labels, weight, 2.0)
+        yield truncated_quadratic(num_labels, weight)
+
+
+@pytest.mark.parametrize("num_labels", [2, 3])
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_tiny_grids_every_method_and_cost_against_brute_force(num_labels, connectivity):
+    """1xN, Nx1, 1x1 and 2x2 grids: a zero-weight truncated quadratic once wrote out of bounds."""
+    rng = np.random.default_rng(16)
+    for height, width in TINY_GRIDS:
+        weights = random_weights(rng, height, width, connectivity)
+        for cost in tiny_costs(num_labels):
+            crf = GridCRF(cost, connectivity=connectivity, edge_weights=weights)
+            unary = rng.normal(size=(num_labels, height, width))
+            optimum = brute_force_minimum(crf, unary, weights)
+            # a chain is a tree and a zero cost decouples the pixels: TRW-S is exact there
+            exact = height == 1 or width == 1 or cost.weight < 1e-100
+            methods = ["trws", "icm"]
+            if crf._swap_violation is None:
+                methods.append("swap")
+            if crf._expansion_violation is None:
+                methods.append("expansion")
+            if num_labels == 2 and crf._swap_violation is None:
+                methods.append("graphcut")
+            for method in methods:
+                result = crf.minimize(unary, method=method, tol=0.0)
+                assert result.energy >= optimum - 1e-9, (method, cost)
+                assert crf.energy(result.labels, unary) == pytest.approx(result.energy,
+                                                                         abs=1e-9)
+                if method == "trws":
+                    assert result.lower_bound <= optimum + 1e-9, cost
+                    if exact:
+                        assert result.energy == pytest.approx(optimum, abs=1e-9), cost
+                if method == "graphcut" or (method != "icm" and cost.weight < 1e-100):
+                    assert result.energy == pytest.approx(optimum, abs=1e-9), (method, cost)
+
+
+def test_flat_and_steep_quadratic_messages_match_general_messages(rng):
+    """Parabolas too flat to cross in float64, and huge unaries, take the exact path."""
+    for weight, scale in ((1e-160, 1.0), (1e-140, 1.0), (1.0, 1e200), (1e-20, 1e100)):
+        structured = truncated_quadratic(6, weight)
+        general = Pairwise("general", 6, math.nan, math.nan, np.array(structured.matrix))
+        unary = rng.normal(size=(6, 1, 7)) * scale
+        fast = GridCRF(structured).minimize(unary, method="trws")
+        slow = GridCRF(general).minimize(unary, method="trws")
+        assert fast.energy == slow.energy
+        np.testing.assert_array_equal(fast.labels, slow.labels)
+        assert np.isfinite(fast.lower_bound)
+
+
 @pytest.mark.parametrize("method", ["icm", "expansion", "swap", "trws"])
 def test_energy_never_rises(rng, method):
     cost = truncated_linear(5, 1.0, 2) if method != "trws" else truncated_quadratic(5, 1.0, 4)
