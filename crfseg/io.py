@@ -29,14 +29,19 @@ __all__ = [
     "write_scores",
     "write_image",
     "write_overlay",
+    "write_boundaries",
     "write_panel",
     "write_json",
     "write_bytes",
     "colorize",
+    "labels_fit_png",
     "SCORE_LAYOUTS",
+    "MAX_PNG_LABEL",
 ]
 
 SCORE_LAYOUTS = ("auto", "chw", "hwc", "nchw")
+#: The largest label a (16-bit) label PNG holds.
+MAX_PNG_LABEL = 65535
 PathLike = str | os.PathLike
 
 
@@ -275,9 +280,32 @@ def _check_labels(labels: Any) -> np.ndarray:
         raise TypeError(f"labels must be an integer array, got dtype {arr.dtype}")
     if arr.size and arr.min() < 0:
         raise ValueError(f"labels must be non-negative to be written as PNG, got {arr.min()}")
-    if arr.size and arr.max() > 65535:
-        raise ValueError(f"labels must be <= 65535 to fit a 16-bit PNG, got {arr.max()}")
+    if arr.size and arr.max() > MAX_PNG_LABEL:
+        raise ValueError(f"labels must be <= {MAX_PNG_LABEL} to fit a 16-bit PNG, got {arr.max()}")
     return arr
+
+
+def labels_fit_png(labels: Any) -> bool:
+    """Whether :func:`write_labels` can store ``labels`` (every label in ``0 … 65535``).
+
+    Parameters
+    ----------
+    labels : (H, W) integer ndarray or Tensor
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> labels_fit_png(np.array([[0, 65535]])), labels_fit_png(np.array([[0, 65536]]))
+    (True, False)
+    """
+    arr = to_numpy(labels)
+    check_ndim("labels", arr, 2, "(H, W)")
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+        raise TypeError(f"labels must be an integer array, got dtype {arr.dtype}")
+    return arr.size == 0 or bool(arr.min() >= 0 and arr.max() <= MAX_PNG_LABEL)
 
 
 def _check_palette(palette: Any) -> np.ndarray:
@@ -509,6 +537,41 @@ def write_overlay(path: PathLike, image: Any, labels: Any, palette: Any = None,
     alpha = check_number("alpha", alpha, low=0, high=1)
     img, lab = _check_image_and_labels(image, labels)
     return write_image(path, _blend(img, lab, palette, alpha, ignore_index))
+
+
+def write_boundaries(path: PathLike, image: Any, labels: Any,
+                     color: Sequence[int] = (255, 0, 0)) -> Path:
+    """Write the image with the inner boundary pixels of every region drawn in one colour.
+
+    Unlike :func:`write_overlay` the regions are not coloured, so any number
+    of labels (region maps of split-and-merge, say) can be shown.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output image file.
+    image : (H, W, 3) uint8 ndarray
+    labels : (H, W) integer ndarray
+        Region or class labels in ``0 … 65535``; a pixel is a boundary pixel
+        when a 4-neighbour has another label.
+    color : (3,) sequence of int, default (255, 0, 0)
+        RGB colour of the boundaries, each in 0–255.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    from skimage.segmentation import find_boundaries
+
+    rgb = np.asarray(color)
+    if rgb.shape != (3,) or not np.issubdtype(rgb.dtype, np.integer) or rgb.min() < 0 \
+            or rgb.max() > 255:
+        raise ValueError(f"color must be three integers in 0-255, got {color!r}")
+    img, lab = _check_image_and_labels(image, labels)
+    out = img.copy()
+    out[find_boundaries(lab, mode="inner")] = rgb.astype(np.uint8)
+    return write_image(path, out)
 
 
 def write_panel(path: PathLike, image: Any, label_maps: Sequence[Any],

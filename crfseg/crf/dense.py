@@ -32,7 +32,7 @@ from crfseg._validation import (
     to_numpy,
 )
 
-__all__ = ["DenseCRF", "scores_to_unary", "INPUT_TYPES"]
+__all__ = ["DenseCRF", "scores_to_unary", "scores_to_labels", "INPUT_TYPES"]
 
 INPUT_TYPES = ("auto", "logits", "probs", "unary")
 BACKENDS = ("pydensecrf", "torch", "auto")
@@ -117,6 +117,45 @@ def scores_to_unary(scores: Any, input_type: str = "auto", axis: int = 0) -> Any
         return -np.log(np.maximum(arr, dtype(_PROB_FLOOR)))
     shifted = arr - arr.max(axis=axis, keepdims=True)
     return -(shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True)))
+
+
+def scores_to_labels(scores: Any, input_type: str = "auto", axis: int = 0) -> Any:
+    """The most likely class of every pixel, read straight from the scores (no CRF).
+
+    Parameters
+    ----------
+    scores : (C, H, W) or (N, C, H, W) float ndarray or Tensor
+        Logits, probabilities or unary energies; the class axis is ``axis``.
+    input_type : {"auto", "logits", "probs", "unary"}
+        What ``scores`` holds, as in :func:`scores_to_unary`: the largest
+        logit or probability wins, or the smallest energy.
+    axis : int, default 0
+        The class axis.
+
+    Returns
+    -------
+    labels : (H, W) or (N, H, W) int64 ndarray or Tensor
+        ``scores`` without the class axis; a Tensor on the scores' device for
+        Tensor ``scores``.
+
+    Examples
+    --------
+    >>> scores_to_labels(np.array([[0.2, 0.9], [0.8, 0.1]]), "probs").tolist()
+    [1, 0]
+    >>> scores_to_labels(np.array([[0.2, 0.9], [0.8, 0.1]]), "unary").tolist()
+    [0, 1]
+    """
+    if not is_tensor(scores):
+        scores = to_numpy(scores)
+    check_floating_dtype("scores", scores)
+    check_finite("scores", scores)
+    if scores.ndim < 1 or not -scores.ndim <= axis < scores.ndim:
+        raise ValueError(f"axis must index one of the {scores.ndim} axes of scores, got {axis}")
+    kind = resolve_input_type(scores, input_type, axis)
+    if is_tensor(scores):
+        return scores.argmin(dim=axis) if kind == "unary" else scores.argmax(dim=axis)
+    labels = scores.argmin(axis=axis) if kind == "unary" else scores.argmax(axis=axis)
+    return labels.astype(np.int64)
 
 
 def prepare_image(image: Any, height: int, width: int) -> np.ndarray:

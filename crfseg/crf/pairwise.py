@@ -45,6 +45,8 @@ __all__ = [
     "potts",
     "truncated_linear",
     "truncated_quadratic",
+    "pairwise_by_name",
+    "PAIRWISE_NAMES",
     "as_pairwise",
     "expansion_violation",
     "swap_violation",
@@ -58,6 +60,8 @@ __all__ = [
 EDGE_OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1), (1, -1))
 
 _KINDS = ("potts", "truncated_linear", "truncated_quadratic", "general")
+#: The names :func:`pairwise_by_name` accepts.
+PAIRWISE_NAMES = ("potts", "linear", "quadratic")
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,44 @@ def truncated_quadratic(
     weight = check_number("weight", weight, low=0.0)
     truncation = _check_truncation(truncation)
     return _structured("truncated_quadratic", num_labels, weight, truncation)
+
+
+def pairwise_by_name(name: str, num_labels: int, weight: float,
+                     truncation: float | None = None) -> Pairwise:
+    """Build a label cost from its short name, as a command line or a config file gives it.
+
+    Parameters
+    ----------
+    name : {"potts", "linear", "quadratic"}
+        :func:`potts`, :func:`truncated_linear` or :func:`truncated_quadratic`.
+    num_labels : int
+        Number of labels L, at least 2.
+    weight : float
+        Weight of the cost, ``>= 0``.
+    truncation : float, optional
+        Truncation of the linear or quadratic cost (``None``: untruncated);
+        a Potts cost takes none.
+
+    Returns
+    -------
+    Pairwise
+        ``matrix`` has shape ``(L, L)``.
+
+    Examples
+    --------
+    >>> from crfseg.crf.pairwise import pairwise_by_name
+    >>> pairwise_by_name("linear", 4, 1.0, 2).matrix[0]
+    array([0., 1., 2., 2.])
+    """
+    check_choice("name", name, PAIRWISE_NAMES)
+    if name == "potts":
+        if truncation is not None:
+            raise ValueError(
+                f"truncation applies to the linear and quadratic costs, not potts; got {truncation}"
+            )
+        return potts(num_labels, weight)
+    build = truncated_linear if name == "linear" else truncated_quadratic
+    return build(num_labels, weight, math.inf if truncation is None else truncation)
 
 
 def _recognise(matrix: np.ndarray) -> Pairwise:

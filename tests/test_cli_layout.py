@@ -1,0 +1,91 @@
+"""The CLI package's layout, and the library helpers the CLI calls instead of holding algorithm."""
+
+import importlib
+
+import numpy as np
+import pytest
+import torch
+from skimage.segmentation import mark_boundaries
+
+from crfseg import io
+from crfseg.cli import SUBCOMMANDS, build_parser
+from crfseg.crf import potts, truncated_linear, truncated_quadratic
+from crfseg.crf.dense import scores_to_labels
+from crfseg.crf.pairwise import pairwise_by_name
+
+
+def test_every_subcommand_module_registers_itself():
+    parser = build_parser()
+    choices = parser._subparsers._group_actions[0].choices
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"crfseg.cli.{name}")
+        assert callable(module.add_parser) and callable(module.run)
+        assert choices[name.replace("_", "-")].get_default("func") is module.run
+
+
+@pytest.mark.parametrize("kind", ["logits", "probs", "unary", "auto"])
+def test_scores_to_labels_matches_argmax_or_argmin(kind):
+    rng = np.random.default_rng(0)
+    scores = rng.random((4, 5, 6))
+    if kind in ("probs", "auto"):
+        scores /= scores.sum(axis=0, keepdims=True)
+    expected = scores.argmin(axis=0) if kind == "unary" else scores.argmax(axis=0)
+    labels = scores_to_labels(scores, kind)
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, expected)
+    tensor_labels = scores_to_labels(torch.from_numpy(scores[None]), kind, axis=1)
+    assert torch.is_tensor(tensor_labels)
+    np.testing.assert_array_equal(tensor_labels[0].numpy(), expected)
+
+
+@pytest.mark.parametrize("scores, kwargs, error, match", [
+    (np.zeros((2, 3, 3), dtype=np.int64), {}, TypeError, "scores"),
+    (np.full((2, 3, 3), np.nan), {}, ValueError, "scores"),
+    (np.zeros((2, 3, 3)), {"input_type": "energy"}, ValueError, "input_type"),
+    (np.zeros((2, 3, 3)), {"axis": 3}, ValueError, "axis must index one of the 3 axes"),
+    (-np.ones((2, 3, 3)), {"input_type": "probs"}, ValueError, "negative"),
+])
+def test_scores_to_labels_errors(scores, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        scores_to_labels(scores, **kwargs)
+
+
+def test_labels_fit_png():
+    assert io.labels_fit_png(np.array([[0, 65535]], dtype=np.int64))
+    assert not io.labels_fit_png(np.array([[0, 65536]], dtype=np.int64))
+    assert not io.labels_fit_png(np.array([[-1, 0]], dtype=np.int64))
+    assert io.labels_fit_png(np.zeros((0, 0), dtype=np.uint8))
+    with pytest.raises(TypeError, match="labels must be an integer array"):
+        io.labels_fit_png(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="labels"):
+        io.labels_fit_png(np.zeros(4, dtype=np.int64))
+
+
+def test_write_boundaries_matches_scikit_image(tmp_path):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    labels = np.zeros((20, 30), dtype=np.int64)
+    labels[5:15, 8:20] = 3
+    io.write_boundaries(tmp_path / "b.png", image, labels, color=(0, 255, 0))
+    drawn = mark_boundaries(image, labels, color=(0, 1, 0), mode="inner")
+    expected = np.clip(np.rint(255 * drawn), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(io.read_image(tmp_path / "b.png"), expected)
+    with pytest.raises(ValueError, match="color must be three integers in 0-255"):
+        io.write_boundaries(tmp_path / "c.png", image, labels, color=(0, 300, 0))
+    with pytest.raises(ValueError, match="same height and width"):
+        io.write_boundaries(tmp_path / "c.png", image, labels[:5])
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_pairwise_by_name_builds_the_named_cost():
+    np.testing.assert_array_equal(pairwise_by_name("potts", 3, 0.5).matrix, potts(3, 0.5).matrix)
+    np.testing.assert_array_equal(pairwise_by_name("linear", 4, 2.0, 1.0).matrix,
+                                  truncated_linear(4, 2.0, 1.0).matrix)
+    np.testing.assert_array_equal(pairwise_by_name("quadratic", 4, 1.0).matrix,
+                                  truncated_quadratic(4, 1.0).matrix)
+    with pytest.raises(ValueError, match="name must be one of 'potts', 'linear', 'quadratic'"):
+        pairwise_by_name("cubic", 3, 1.0)
+    with pytest.raises(ValueError, match="truncation applies to the linear and quadratic"):
+        pairwise_by_name("potts", 3, 1.0, 2.0)
+    with pytest.raises(ValueError, match="truncation must be > 0"):
+        pairwise_by_name("linear", 3, 1.0, 0.0)
