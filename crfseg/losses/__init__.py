@@ -22,6 +22,7 @@ boundary_loss             BoundaryLoss                Kervadec et al. 2019
 hausdorff_dt_loss         HausdorffDTLoss             Karimi & Salcudean 2019
 combo_loss                ComboLoss                   Taghanaki et al. 2019
 exp_log_loss              ExpLogLoss                  Wong et al. 2018
+dense_crf_loss            DenseCRFLoss                Tang et al. 2018
 ========================  ==========================  =============================
 
 Helpers: ``class_weights_from_labels`` (inverse, median-frequency and
@@ -37,6 +38,7 @@ from crfseg.losses.functional import (
     class_weights_from_labels,
     combo_loss,
     cross_entropy,
+    dense_crf_loss,
     dice_loss,
     distance_penalized_ce,
     exp_log_loss,
@@ -56,6 +58,7 @@ from crfseg.losses.modules import (
     CEDiceLoss,
     ComboLoss,
     CrossEntropyLoss,
+    DenseCRFLoss,
     DiceLoss,
     DistancePenalizedCELoss,
     ExpLogLoss,
@@ -86,6 +89,7 @@ __all__ = [
     "hausdorff_dt_loss",
     "combo_loss",
     "exp_log_loss",
+    "dense_crf_loss",
     "signed_distance_maps",
     "unsigned_distance_maps",
     "inverted_distance_maps",
@@ -103,4 +107,5 @@ __all__ = [
     "HausdorffDTLoss",
     "ComboLoss",
     "ExpLogLoss",
+    "DenseCRFLoss",
 ]

@@ -39,6 +39,7 @@ __all__ = [
     "HausdorffDTLoss",
     "ComboLoss",
     "ExpLogLoss",
+    "DenseCRFLoss",
 ]
 
 ClassVector = Sequence[float] | np.ndarray | Tensor | None
@@ -623,3 +624,45 @@ class ExpLogLoss(_SegmentationLoss):
                          smooth=check_nonnegative("smooth", smooth),
                          include_absent=check_bool("include_absent", include_absent),
                          ignore_index=check_int("ignore_index", ignore_index))
+
+
+class DenseCRFLoss(_SegmentationLoss):
+    """Dense CRF loss of a soft segmentation, see :func:`crfseg.losses.dense_crf_loss`.
+
+    Unlike the other losses it takes the image, not a target:
+    ``forward(logits, image, roi=None)``.
+
+    Parameters
+    ----------
+    sxy : float, default 80.0
+        Spatial standard deviation of the affinity, in pixels.
+    srgb : float, default 15.0
+        Intensity standard deviation of the affinity.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"none"`` returns the loss of each image ``(N,)``.
+
+    References
+    ----------
+    M. Tang, F. Perazzi, A. Djelouah, I. Ben Ayed, C. Schroers, Y. Boykov,
+    "On Regularized Losses for Weakly-supervised CNN Segmentation", ECCV 2018.
+
+    Examples
+    --------
+    >>> import torch
+    >>> loss = DenseCRFLoss(sxy=4.0)
+    >>> image = torch.zeros(1, 1, 6, 6)
+    >>> bool(loss(torch.zeros(1, 2, 6, 6), image) > 0)  # undecided pixels cut every affinity
+    True
+    """
+
+    function = staticmethod(functional.dense_crf_loss)
+
+    def __init__(self, *, sxy: float = 80.0, srgb: float = 15.0,
+                 reduction: str = "mean") -> None:
+        super().__init__(sxy=check_positive("sxy", sxy), srgb=check_positive("srgb", srgb),
+                         reduction=check_reduction(reduction))
+
+    def forward(self, logits: Tensor, image: Tensor,  # type: ignore[override]
+                roi: Tensor | None = None) -> Tensor:
+        """Loss of ``logits (N, C, *S)`` on ``image (N, K, *S)``, ``roi (N, *S)`` optional."""
+        return functional.dense_crf_loss(logits, image, roi=roi, **self._settings())
