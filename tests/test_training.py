@@ -393,3 +393,41 @@ class _Squeeze(nn.Module):
 
     def forward(self, x):
         return self.conv(x)[:, 0]
+
+
+def test_torch_backend_crf_refines_each_batch_in_one_call(monkeypatch):
+    from crfseg.training.evaluation import refine_batch
+
+    model = _net()
+    data = _val_set()
+    crf = DenseCRF(n_iter=2, bilateral_sxy=10, backend="torch")
+    calls = []
+    original = DenseCRF.refine
+
+    def counting(self, scores, image, input_type="auto"):
+        calls.append((type(scores), tuple(scores.shape), scores.device))
+        return original(self, scores, image, input_type)
+
+    monkeypatch.setattr(DenseCRF, "refine", counting)
+    report = evaluate(model, data, crf=crf, batch_size=2, progress=False)
+    assert calls == [(torch.Tensor, (2, 3, 24, 24), torch.device("cpu"))] * 2
+    expected = SegmentationMetrics(3)
+    model.eval()
+    with torch.no_grad():
+        images = torch.stack([data[i][0] for i in range(len(data))]).float()
+        targets = torch.stack([data[i][1] for i in range(len(data))])
+        logits = model(normalize(images))
+        for i in range(len(data)):
+            labels = original(crf, logits[i], images[i].permute(1, 2, 0), "logits").argmax(0)
+            expected.update(labels, targets[i])
+    np.testing.assert_array_equal(report.metrics["cnn+densecrf"].matrix, expected.matrix)
+    labels = refine_batch(crf, logits, images)
+    assert labels.dtype == torch.int64 and labels.shape == (4, 24, 24)
+
+
+def test_training_checkpoints_load_without_pickled_code(tmp_path):
+    train(_net(), _train_set(), max_steps=1, batch_size=4, progress=False,
+          checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["format"] == "crfseg-training" and state["step"] == 1
+    assert not list(tmp_path.glob("*.tmp"))

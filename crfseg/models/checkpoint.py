@@ -22,7 +22,8 @@ from crfseg.models._base import SegmentationModel
 from crfseg.models.registry import get_model
 from crfseg.models.weights import load_matching, safe_torch_load
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+__all__ = ["save_checkpoint", "load_checkpoint", "write_torch_file", "CHECKPOINT_FORMAT",
+           "CHECKPOINT_VERSION"]
 
 CHECKPOINT_FORMAT = "crfseg-model"
 CHECKPOINT_VERSION = 1
@@ -93,6 +94,45 @@ def _check_normalization(normalization: Any, in_channels: int) -> dict[str, list
         out[key] = [check_number(f"normalization[{key!r}]", v, low=low,
                                  low_inclusive=key != "std") for v in values]
     return out
+
+
+def write_torch_file(path: str | os.PathLike, content: Mapping[str, Any]) -> Path:
+    """Serialise ``content`` with ``torch.save`` and write it atomically.
+
+    The one writer of crfseg's checkpoints (model checkpoints here, training
+    states in :mod:`crfseg.training.checkpoint`): the bytes are built in
+    memory and renamed into place, so an interrupted run never leaves a
+    truncated file.  Keep ``content`` to tensors and plain values so that it
+    reads back with ``torch.load(weights_only=True)``
+    (:func:`crfseg.models.weights.safe_torch_load`).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file; its folder must exist.
+    content : dict
+        What to store.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from crfseg.models.weights import safe_torch_load
+    >>> path = write_torch_file(f"{tempfile.mkdtemp()}/state.pt", {"step": 3})
+    >>> safe_torch_load(path, "state")
+    {'step': 3}
+    """
+    from crfseg import io
+
+    if not isinstance(content, Mapping):
+        raise TypeError(f"content must be a dict, got {type(content).__name__}")
+    buffer = _io.BytesIO()
+    torch.save(dict(content), buffer)
+    return io.write_bytes(path, buffer.getvalue())
 
 
 def save_checkpoint(path: str | os.PathLike, model: SegmentationModel, *,
@@ -170,11 +210,7 @@ def save_checkpoint(path: str | os.PathLike, model: SegmentationModel, *,
         "normalization": norm,
         "extra": _check_plain("extra", dict(extra or {})),
     }
-    from crfseg import io
-
-    buffer = _io.BytesIO()
-    torch.save(content, buffer)
-    return io.write_bytes(path, buffer.getvalue())
+    return write_torch_file(path, content)
 
 
 def load_checkpoint(path: str | os.PathLike,
