@@ -24,8 +24,10 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from crfseg._validation import (
@@ -36,6 +38,11 @@ from crfseg._validation import (
     is_tensor,
     shape_of,
 )
+
+try:
+    from crfseg import _lattice
+except ImportError:  # not compiled (e.g. a bare checkout): the tensor builder serves the CPU too
+    _lattice = None
 
 __all__ = [
     "NORMALIZATIONS",
@@ -54,6 +61,7 @@ NORMALIZATIONS = ("none", "symmetric", "before", "after")
 # densecrf adds this to the filtered ones before taking the (square) root.
 _NORM_EPS = 1e-20
 _MAX_CODE = 2**62
+_INT32_LIMIT = 2**31
 
 
 def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor,
@@ -82,19 +90,20 @@ class LatticePattern:
     always run the same way), are the corners ``(splat_point, splat_corner)``
     and ``splat_crow`` holds the group boundaries: the CSR structure of the
     ``(M, P)`` splat matrix, whose transpose (the slice) has ``R`` entries
-    per row.  Several lattices over the same points can share one pattern
+    per row; it is derived from ``offset`` when first needed.  Several
+    lattices over the same points can share one pattern
     (:func:`stack_patterns`); ``corner_groups[k]`` is the range of corners of
-    lattice ``k``.
+    lattice ``k``.  A ``native`` pattern (int32 ``offset`` and neighbours,
+    on the CPU) is filtered by the compiled kernels of ``crfseg._lattice``
+    and never needs the CSR structure.
     """
 
-    offset: torch.Tensor  # (P, R) int64
-    splat_point: torch.Tensor  # (P * R,) int64
-    splat_corner: torch.Tensor  # (P * R,) int64
-    splat_crow: torch.Tensor  # (M + 1,) int64
+    offset: torch.Tensor  # (P, R) int32 or int64
     num_vertices: int
     groups: tuple[_BlurGroup, ...]
     corner_groups: tuple[tuple[int, int], ...]
     deterministic: bool
+    native: bool = False
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -109,6 +118,28 @@ class LatticePattern:
         if key not in self._cache:
             self._cache[key] = build()
         return self._cache[key]
+
+    def _splat_structure(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Splat entries grouped by vertex: ``(point, corner, crow)``, int64."""
+        def build():
+            flat = self.offset.reshape(-1).long()
+            order = torch.sort(flat, stable=True)[1]
+            counts = torch.bincount(flat, minlength=self.num_vertices)
+            crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+            return order // self.corners, order % self.corners, crow
+        return self._cached("splat structure", build)
+
+    @property
+    def splat_point(self) -> torch.Tensor:
+        return self._splat_structure()[0]
+
+    @property
+    def splat_corner(self) -> torch.Tensor:
+        return self._splat_structure()[1]
+
+    @property
+    def splat_crow(self) -> torch.Tensor:
+        return self._splat_structure()[2]
 
     def splat_source(self) -> torch.Tensor:
         """Flat index into ``(P, R)`` weights of every splat entry."""
@@ -200,23 +231,19 @@ def stack_patterns(patterns: Sequence[LatticePattern]) -> LatticePattern:
     """
     if len(patterns) == 1:
         return patterns[0]
-    offsets, points, corners, crows, groups, corner_groups = [], [], [], [], [], []
-    vertex_base = nnz_base = corner_base = 0
+    offsets, groups, corner_groups = [], [], []
+    vertex_base = corner_base = 0
+    native = (all(p.native for p in patterns)
+              and sum(p.num_vertices for p in patterns) < _INT32_LIMIT)
     for pat in patterns:
-        offsets.append(pat.offset + vertex_base)
-        points.append(pat.splat_point)
-        corners.append(pat.splat_corner + corner_base)
-        crows.append(pat.splat_crow[:-1] + nnz_base)
+        offsets.append(pat.offset.to(torch.int32 if native else torch.long) + vertex_base)
         groups += [_BlurGroup(g.start + vertex_base, g.stop + vertex_base, g.neighbours)
                    for g in pat.groups]
         corner_groups += [(a + corner_base, b + corner_base) for a, b in pat.corner_groups]
         vertex_base += pat.num_vertices
-        nnz_base += pat.splat_point.numel()
         corner_base += pat.corners
-    crows.append(torch.tensor([nnz_base], device=patterns[0].offset.device))
-    return LatticePattern(torch.cat(offsets, 1), torch.cat(points), torch.cat(corners),
-                    torch.cat(crows), vertex_base, tuple(groups), tuple(corner_groups),
-                    any(p.deterministic for p in patterns))
+    return LatticePattern(torch.cat(offsets, 1), vertex_base, tuple(groups), tuple(corner_groups),
+                          any(p.deterministic for p in patterns), native)
 
 
 def _spmm(matrix: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
@@ -226,9 +253,104 @@ def _spmm(matrix: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None) -
     return torch.addmm(out, matrix, dense.contiguous(), beta=0.0, out=out)
 
 
+# Below this many rows per thread the compiled kernels run on one thread: handing
+# work to another costs more than it saves.
+_ROWS_PER_THREAD = 16384
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _ranges(rows: int) -> list[tuple[int, int]]:
+    """Split ``range(rows)`` into one contiguous range per torch thread worth using."""
+    parts = max(1, min(torch.get_num_threads(), rows // _ROWS_PER_THREAD))
+    bounds = [rows * i // parts for i in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="crfseg-lattice")
+    return _POOLS[threads]
+
+
+def _run_ranges(kernel, ranges: list[tuple[int, int]], *args) -> None:
+    """Call ``kernel(*args, start, stop)`` once per range, the ranges on parallel threads.
+
+    The kernels release the GIL, so the threads run at once.
+    """
+    if len(ranges) == 1:
+        kernel(*args, *ranges[0])
+        return
+    pool = _pool(len(ranges))
+    for future in [pool.submit(kernel, *args, a, b) for a, b in ranges]:
+        future.result()
+
+
+def _native(pattern: LatticePattern, *tensors: torch.Tensor) -> bool:
+    """Whether the compiled CPU kernels can filter these tensors with this pattern."""
+    dtype = tensors[0].dtype
+    return pattern.native and dtype in (torch.float32, torch.float64) and all(
+        t.device.type == "cpu" and t.dtype == dtype for t in tensors)
+
+
+def _array(tensor: torch.Tensor):
+    return tensor.detach().contiguous().numpy()
+
+
+def _native_splat(values: torch.Tensor, weights: torch.Tensor, pattern: LatticePattern,
+                  out: torch.Tensor | None) -> torch.Tensor:
+    shape = (pattern.num_vertices, values.shape[1])
+    if out is None:
+        out = values.new_empty(shape)
+    ranges = _ranges(pattern.num_points)
+    # each range splats into a buffer of its own, summed after: no write races
+    buffers = [out] + [values.new_empty(shape) for _ in ranges[1:]]
+    args = (_array(values), _array(weights), _array(pattern.offset))
+    if len(ranges) == 1:
+        _lattice.splat(*args, out.numpy(), *ranges[0])
+        return out
+    pool = _pool(len(ranges))
+    for future in [pool.submit(_lattice.splat, *args, buf.numpy(), a, b)
+                   for buf, (a, b) in zip(buffers, ranges)]:
+        future.result()
+    for buf in buffers[1:]:
+        out += buf
+    return out
+
+
+def _native_slice(vertex_values: torch.Tensor, weights: torch.Tensor, pattern: LatticePattern,
+                  out: torch.Tensor | None) -> torch.Tensor:
+    if out is None:
+        out = vertex_values.new_empty((pattern.num_points, vertex_values.shape[1]))
+    _run_ranges(_lattice.slice_points, _ranges(pattern.num_points), _array(vertex_values),
+                _array(weights), _array(pattern.offset), out.numpy())
+    return out
+
+
+def _native_blur(vertex_values: torch.Tensor, pattern: LatticePattern, reverse: bool
+                 ) -> torch.Tensor:
+    source = _array(vertex_values)
+    out = torch.empty_like(vertex_values)
+    scratch = torch.empty_like(vertex_values)
+    for g in pattern.groups:
+        axes = list(range(g.neighbours.shape[0]))
+        if reverse:
+            axes.reverse()
+        # alternate between the buffers so that the last step writes into out
+        targets = [out, scratch] if len(axes) % 2 else [scratch, out]
+        current = source
+        for step, axis in enumerate(axes):
+            target = targets[step % 2].numpy()
+            _run_ranges(_lattice.blur_axis, _ranges(g.stop - g.start), current, target,
+                        g.neighbours[axis].numpy(), g.start)
+            current = target
+    return out
+
+
 def _splat(values: torch.Tensor, weights: torch.Tensor, pattern: LatticePattern,
            out: torch.Tensor | None = None) -> torch.Tensor:
     """``Y[m] = sum of weights[p, r] * values[p]`` over the corners at vertex ``m``."""
+    if _native(pattern, values, weights):
+        return _native_splat(values, weights, pattern, out)
     if pattern.deterministic:
         # Gather, then reduce each vertex's contiguous run in order: no atomics.
         gathered = values.index_select(0, pattern.splat_point)
@@ -241,6 +363,8 @@ def _splat(values: torch.Tensor, weights: torch.Tensor, pattern: LatticePattern,
 def _slice(vertex_values: torch.Tensor, weights: torch.Tensor, pattern: LatticePattern,
            out: torch.Tensor | None = None) -> torch.Tensor:
     """``out[p] = sum over r of weights[p, r] * vertex_values[offset[p, r]]``."""
+    if _native(pattern, vertex_values, weights):
+        return _native_slice(vertex_values, weights, pattern, out)
     if pattern.deterministic:
         out = vertex_values.index_select(0, pattern.offset[:, 0]) * weights[:, :1]
         for r in range(1, pattern.corners):
@@ -260,6 +384,8 @@ def _corner_products(points: torch.Tensor, vertex_values: torch.Tensor,
 
 def _blur(vertex_values: torch.Tensor, pattern: LatticePattern, reverse: bool) -> torch.Tensor:
     """Blur every lattice along its axes 0..d (``reverse``: d..0, the adjoint)."""
+    if _native(pattern, vertex_values):
+        return _native_blur(vertex_values, pattern, reverse)
     if pattern.deterministic:
         return _blur_by_gathers(vertex_values, pattern, reverse)
     matrices = pattern.blur_matrices(vertex_values.dtype)
@@ -369,7 +495,7 @@ def kernel_row_sums(pattern: LatticePattern, weights: torch.Tensor,
     ``weights`` are the ``(P, R)`` barycentric weights of the stacked
     lattices and ``alphas`` their scales; differentiable in ``weights``.
     """
-    if _tracked(weights) or pattern.deterministic:
+    if _tracked(weights) or pattern.deterministic or _native(pattern, weights):
         ones = weights.new_ones((pattern.num_points, 1))
         vertex_sums = splat(ones, weights, pattern)
     else:
@@ -486,9 +612,80 @@ def _barycentric(elevated: torch.Tensor, k: torch.Tensor, rank: torch.Tensor,
     return torch.cat([1.0 + u[:1] - u[dp1 - 1:], u[1:] - u[:-1]])
 
 
-def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
-           ) -> tuple[torch.Tensor, LatticePattern]:
-    """Barycentric weights ``(P, d+1)`` and the sparsity pattern of ``(d, P)`` points."""
+ENGINES = ("auto", "compiled", "tensor")
+# The compiled builder's keys are int32 coordinates, with room for the blur's steps.
+_KEY_LIMIT = 2.0**30
+# Largest feature dimension the compiled builder's fixed-size key buffers hold.
+_COMPILED_MAX_DIM = 62
+
+
+def _embedding_extent(points: torch.Tensor) -> float:
+    """An upper bound on ``|coordinate|`` of the elevated ``(d, P)`` points, in float64."""
+    d = points.shape[0]
+    low, high = torch.aminmax(points.detach(), dim=1)
+    largest = torch.maximum(low.abs(), high.abs()).double().cpu()
+    i = torch.arange(d, dtype=torch.float64)
+    scaled = largest * (math.sqrt(2.0 / 3.0) * (d + 1) / torch.sqrt((i + 1) * (i + 2)))
+    return float(scaled.sum() + d * scaled.max())
+
+
+def _check_extent(points: torch.Tensor, engine: str) -> None:
+    """Refuse features whose lattice keys would overflow or lose their integer precision."""
+    extent = _embedding_extent(points)
+    if engine == "compiled":
+        limit, why = _KEY_LIMIT, "the lattice's 32-bit integer keys"
+    else:
+        # the tensor builder rounds in the features' dtype: the rounding error must stay
+        # far below one lattice step
+        eps = torch.finfo(points.dtype).eps
+        limit = min(0.25 / eps, 2.0**52)
+        why = f"rounding to the lattice in {str(points.dtype).replace('torch.', '')}"
+    if not extent < limit:
+        raise ValueError(
+            f"features span too wide a range for the permutohedral lattice: their embedding "
+            f"reaches |coordinate| = {extent:.3g}, beyond the limit of {limit:.3g} set by "
+            f"{why}; features must be positions and colours divided by their standard "
+            f"deviations (is a standard deviation such as sxy or srgb near zero?)")
+
+
+def _build_compiled(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
+                    ) -> tuple[torch.Tensor, LatticePattern]:
+    """:func:`_build` by the hash-table kernel of ``crfseg._lattice`` (CPU, no gradients)."""
+    d, num = points.shape
+    dtype = points.dtype if points.dtype in (torch.float32, torch.float64) else torch.float32
+    coords = points.detach().to(dtype).contiguous()
+    weights = torch.empty((num, d + 1), dtype=dtype)
+    offset = torch.empty((num, d + 1), dtype=torch.int32)
+    ids = (np.empty(0, dtype=np.int64) if batch is None
+           else batch.to(torch.int64).contiguous().numpy())
+    table = _lattice.VertexTable(d + (batch is not None), min(num, 1 << 22))
+    if table.build(coords.numpy(), ids, weights.numpy(), offset.numpy()) != 0:
+        raise MemoryError(f"the lattice of {num} points in {d} dimensions ran out of memory")
+    size = int(table.size)
+    neighbours = torch.empty((d + 1, 2, size), dtype=torch.int32)
+    _run_ranges(table.find_neighbours, _ranges(size), d, neighbours.numpy())
+    pattern = LatticePattern(offset, size, (_BlurGroup(0, size, neighbours),), ((0, d + 1),),
+                             deterministic, native=True)
+    return weights, pattern
+
+
+def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool,
+           engine: str = "auto") -> tuple[torch.Tensor, LatticePattern]:
+    """Barycentric weights ``(P, d+1)`` and the sparsity pattern of ``(d, P)`` points.
+
+    ``engine="auto"`` builds with the compiled kernel on the CPU when no
+    gradient flows to the points, and with tensor operations otherwise.
+    """
+    if engine == "auto":
+        engine = ("compiled" if _lattice is not None and points.device.type == "cpu"
+                  and not _tracked(points) and points.shape[0] <= _COMPILED_MAX_DIM
+                  else "tensor")
+    _check_extent(points, engine)
+    if engine == "compiled" and (points.shape[0] > _COMPILED_MAX_DIM
+                                 or points.shape[1] * (points.shape[0] + 1) >= _INT32_LIMIT):
+        engine = "tensor"  # beyond the compiled kernel's fixed key size or int32 indices
+    if engine == "compiled":
+        return _build_compiled(points, batch, deterministic)
     d, num = points.shape
     dp1 = d + 1
     device = points.device
@@ -552,9 +749,10 @@ def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
         keys = sorted_codes[starts]
         idx = torch.searchsorted(keys, targets.to(code_dtype)).clamp_(max=num_vertices - 1)
         neighbours = torch.where(uniq[idx] == targets, idx, num_vertices)
-    pattern = LatticePattern(offset.view(dp1, num).t().contiguous(), splat_point, splat_corner, crow,
-                       num_vertices, (_BlurGroup(0, num_vertices, neighbours),), ((0, dp1),),
-                       deterministic)
+    pattern = LatticePattern(offset.view(dp1, num).t().contiguous(), num_vertices,
+                             (_BlurGroup(0, num_vertices, neighbours),), ((0, dp1),),
+                             deterministic)
+    pattern._cache["splat structure"] = (splat_point, splat_corner, crow)
     return weights, pattern
 
 
@@ -583,6 +781,15 @@ class PermutohedralLattice:
         Use gather and ordered segment reductions instead of sparse matrix
         products: bitwise repeatable on CUDA, where sparse products may use
         float atomics.  CPU results are repeatable either way.
+    engine : {"auto", "compiled", "tensor"}, default "auto"
+        ``compiled``: build the lattice with the hash table of the compiled
+        kernel ``crfseg._lattice`` and filter with its splat, blur and slice
+        loops (CPU only, features without gradients, ``d <= 62`` and
+        ``P * (d + 1) < 2**31``, else the tensor engine serves); ``tensor``:
+        sort-based construction and sparse products in PyTorch, on any
+        device and differentiable in the features; ``auto``: ``compiled``
+        wherever it can run.  Both build the same lattice (vertex numbering
+        aside) and filter alike to float rounding.
 
     Attributes
     ----------
@@ -600,8 +807,10 @@ class PermutohedralLattice:
     TypeError
         ``features`` is not a floating-point tensor.
     ValueError
-        Wrong number of dimensions, no points, ``d < 1``, non-finite values, or
-        a feature range too wide for the 63-bit vertex keys.
+        Wrong number of dimensions, no points, ``d < 1``, non-finite values, an
+        unknown ``engine``, or a feature range too wide for the lattice's
+        integer keys (``|embedded coordinate| < 2**30``; in float32 the tensor
+        engine allows about ``2e6``).
 
     References
     ----------
@@ -621,9 +830,21 @@ class PermutohedralLattice:
     True
     """
 
-    def __init__(self, features: torch.Tensor, *, deterministic: bool = False) -> None:
+    def __init__(self, features: torch.Tensor, *, deterministic: bool = False,
+                 engine: str = "auto") -> None:
         if not is_tensor(features):
             raise TypeError(f"features must be a torch tensor, got {type(features).__name__}")
+        check_choice("engine", engine, ENGINES)
+        if engine == "compiled":
+            if _lattice is None:
+                raise ValueError("engine='compiled' needs the compiled kernel crfseg._lattice, "
+                                 "which is not built; run `python setup.py build_ext --inplace` "
+                                 "or use engine='tensor'")
+            if features.device.type != "cpu" or _tracked(features):
+                raise ValueError(
+                    f"engine='compiled' builds on the CPU without gradients, got features on "
+                    f"{features.device} (requires_grad={features.requires_grad}); use "
+                    "engine='tensor' or 'auto'")
         check_ndim("features", features, (2, 4), "(N, d, H, W) or (P, d)")
         check_floating_dtype("features", features)
         if features.ndim == 4:
@@ -643,7 +864,8 @@ class PermutohedralLattice:
         self.dim = int(points.shape[0])
         self.num_points = int(points.shape[1])
         self.alpha = 1.0 / (1.0 + 2.0 ** -self.dim)
-        self.weights, self.pattern = _build(points.contiguous(), batch, bool(deterministic))
+        self.weights, self.pattern = _build(points.contiguous(), batch, bool(deterministic),
+                                            engine)
         self.num_vertices = self.pattern.num_vertices
         self.device = features.device
         self._weights_cache: dict[tuple[str, torch.dtype], tuple[torch.Tensor, ...]] = {}

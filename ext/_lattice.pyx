@@ -1,0 +1,324 @@
+"""The permutohedral lattice on the CPU: a hash-table builder and the filter's three steps.
+
+No validation here: ``crfseg.crf.lattice`` checks shapes, dtypes, index
+ranges and the feature range (every key coordinate fits in 30 bits), then
+calls these kernels on C-contiguous arrays.  Every loop runs without the GIL
+over a range of points or vertices, so the caller can split one call over
+several threads: ``build`` and ``splat`` run on one range (``splat`` into a
+buffer of its own per range), ``find_neighbours``, ``blur_axis`` and
+``slice_points`` on disjoint output ranges.
+
+The embedding, the rounding to the enclosing simplex, the barycentric
+weights and the blur neighbours follow Adams, Baek & Davis (2010) as
+Krähenbühl's ``densecrf`` implements them, so the lattices agree vertex for
+vertex; the arithmetic runs in double whatever the feature dtype.
+"""
+
+cimport cython
+from libc.math cimport ceil, floor, sqrt
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memset
+
+import numpy as np
+
+ctypedef fused real:
+    float
+    double
+
+# Room per key for the feature dimension d and, for batches, the image index.
+cdef enum:
+    MAX_KEY = 64
+
+
+cdef inline uint64_t _hash(const int32_t *key, int size) noexcept nogil:
+    cdef uint64_t h = 0
+    cdef int i
+    for i in range(size):
+        h = (h + <uint64_t><uint32_t>key[i]) * 2531011ULL
+    h ^= h >> 29
+    h *= 0xbf58476d1ce4e5b9ULL
+    h ^= h >> 32
+    return h
+
+
+
+cdef class VertexTable:
+    """Lattice vertices by integer key: an open-addressing hash table.
+
+    Keys are ``key_size`` int32 coordinates stored one after the other in
+    insertion order, so a vertex's index is the order in which the points
+    first touched it.
+    """
+
+    cdef int key_size
+    cdef int32_t *keys
+    cdef int32_t *slots
+    cdef int64_t capacity
+    cdef int64_t key_capacity
+    cdef readonly int64_t size
+
+    def __cinit__(self, int key_size, int64_t expected):
+        self.key_size = key_size
+        self.size = 0
+        self.capacity = 1024
+        while self.capacity < 2 * expected:
+            self.capacity *= 2
+        self.key_capacity = max(expected, 256)
+        self.slots = <int32_t *> malloc(self.capacity * sizeof(int32_t))
+        self.keys = <int32_t *> malloc(self.key_capacity * key_size * sizeof(int32_t))
+        if self.slots == NULL or self.keys == NULL:
+            raise MemoryError("the lattice's vertex table does not fit in memory")
+        memset(self.slots, 0xFF, self.capacity * sizeof(int32_t))
+
+    def __dealloc__(self):
+        free(self.slots)
+        free(self.keys)
+
+    cdef int _grow(self) noexcept nogil:
+        cdef int64_t capacity = self.capacity * 2
+        cdef int32_t *slots = <int32_t *> malloc(capacity * sizeof(int32_t))
+        cdef int64_t v, h
+        if slots == NULL:
+            return -1
+        memset(slots, 0xFF, capacity * sizeof(int32_t))
+        for v in range(self.size):
+            h = <int64_t>(_hash(self.keys + v * self.key_size, self.key_size)
+                          & <uint64_t>(capacity - 1))
+            while slots[h] != -1:
+                h = (h + 1) & (capacity - 1)
+            slots[h] = <int32_t>v
+        free(self.slots)
+        self.slots = slots
+        self.capacity = capacity
+        return 0
+
+    cdef int64_t find(self, const int32_t *key, bint create) noexcept nogil:
+        """The vertex of ``key``; -1 when absent (and not created), -2 when out of memory."""
+        cdef int64_t h = <int64_t>(_hash(key, self.key_size) & <uint64_t>(self.capacity - 1))
+        cdef int32_t entry
+        cdef int32_t *grown
+        cdef size_t key_bytes = self.key_size * sizeof(int32_t)
+        while True:
+            entry = self.slots[h]
+            if entry == -1:
+                break
+            if memcmp(self.keys + <int64_t>entry * self.key_size, key, key_bytes) == 0:
+                return entry
+            h = (h + 1) & (self.capacity - 1)
+        if not create:
+            return -1
+        if 2 * (self.size + 1) > self.capacity:
+            if self._grow() != 0:
+                return -2
+            return self.find(key, True)
+        if self.size == self.key_capacity:
+            grown = <int32_t *> realloc(self.keys, 2 * self.key_capacity * key_bytes)
+            if grown == NULL:
+                return -2
+            self.keys = grown
+            self.key_capacity *= 2
+        memcpy(self.keys + self.size * self.key_size, key, key_bytes)
+        self.slots[h] = <int32_t>self.size
+        self.size += 1
+        return self.size - 1
+
+    def build(self, const real[:, ::1] points, const int64_t[::1] batch,
+              real[:, ::1] weights, int32_t[:, ::1] offset):
+        """Insert the simplex corners of ``(d, P)`` points; fill ``(P, d+1)`` weights and vertices.
+
+        ``batch`` (length ``P``, or empty for one image) is the image of each
+        point, stored as one more key coordinate so that images never share
+        a vertex.  Returns 0, or -2 when the table runs out of memory.
+        """
+        cdef int64_t num = points.shape[1]
+        cdef int d = points.shape[0]
+        cdef int dp1 = d + 1
+        cdef bint batched = batch.shape[0] > 0
+        cdef double scale[MAX_KEY]
+        cdef double elevated[MAX_KEY]
+        cdef double bary[MAX_KEY + 1]
+        cdef int32_t rem0[MAX_KEY]
+        cdef int32_t rank[MAX_KEY]
+        cdef int32_t key[MAX_KEY]
+        cdef int32_t previous[MAX_KEY * MAX_KEY]
+        cdef int64_t previous_vertex[MAX_KEY]
+        cdef double down = 1.0 / dp1
+        cdef double sm, cf, v, up, dn, di
+        cdef int64_t p, vertex
+        cdef int i, j, r, total
+        cdef size_t key_bytes = self.key_size * sizeof(int32_t)
+        cdef int status = 0
+        for i in range(d):
+            scale[i] = sqrt(2.0 / 3.0) * dp1 / sqrt((i + 1.0) * (i + 2.0))
+        for r in range(dp1):
+            previous_vertex[r] = -1
+        with nogil:
+            for p in range(num):
+                sm = 0.0
+                for j in range(d, 0, -1):
+                    cf = points[j - 1, p] * scale[j - 1]
+                    elevated[j] = sm - j * cf
+                    sm = sm + cf
+                elevated[0] = sm
+                total = 0
+                for i in range(dp1):
+                    v = down * elevated[i]
+                    up = ceil(v) * dp1
+                    dn = floor(v) * dp1
+                    rem0[i] = <int32_t>(up if up - elevated[i] < elevated[i] - dn else dn)
+                    total += rem0[i]
+                total = total // dp1
+                for i in range(dp1):
+                    rank[i] = 0
+                for i in range(d):
+                    di = elevated[i] - rem0[i]
+                    for j in range(i + 1, dp1):
+                        if di < elevated[j] - rem0[j]:
+                            rank[i] += 1
+                        else:
+                            rank[j] += 1
+                for i in range(dp1):
+                    rank[i] += total
+                    if rank[i] < 0:
+                        rank[i] += dp1
+                        rem0[i] += dp1
+                    elif rank[i] > d:
+                        rank[i] -= dp1
+                        rem0[i] -= dp1
+                for i in range(dp1 + 1):
+                    bary[i] = 0.0
+                for i in range(dp1):
+                    v = (elevated[i] - rem0[i]) * down
+                    bary[d - rank[i]] += v
+                    bary[d - rank[i] + 1] -= v
+                bary[0] += 1.0 + bary[dp1]
+                if batched:
+                    key[d] = <int32_t>batch[p]
+                for r in range(dp1):
+                    for i in range(d):
+                        key[i] = rem0[i] + (r if rank[i] <= d - r else r - dp1)
+                    # neighbouring points mostly share corners: skip the hash then
+                    if (previous_vertex[r] >= 0
+                            and memcmp(previous + r * MAX_KEY, key, key_bytes) == 0):
+                        vertex = previous_vertex[r]
+                    else:
+                        vertex = self.find(key, True)
+                        if vertex < 0:
+                            status = -2
+                            break
+                        memcpy(previous + r * MAX_KEY, key, key_bytes)
+                        previous_vertex[r] = vertex
+                    offset[p, r] = <int32_t>vertex
+                    weights[p, r] = <real>bary[r]
+                if status != 0:
+                    break
+        return status
+
+    def find_neighbours(self, int d, int32_t[:, :, ::1] out, int64_t start, int64_t stop):
+        """``out[axis, 0 or 1, v]``: vertex ``v``'s two blur neighbours along each axis.
+
+        Neighbour 0 adds ``d`` to coordinate ``axis`` and subtracts 1 from the
+        others, neighbour 1 the opposite (the last axis changes only the
+        others); an absent neighbour is written as ``size``.  Vertices
+        ``start:stop`` only; the table is read, never changed.
+        """
+        cdef int32_t lower[MAX_KEY]
+        cdef int32_t upper[MAX_KEY]
+        cdef const int32_t *key
+        cdef int64_t v, found
+        cdef int axis, i
+        cdef int32_t missing = <int32_t>self.size
+        with nogil:
+            for v in range(start, stop):
+                key = self.keys + v * self.key_size
+                for axis in range(d + 1):
+                    for i in range(self.key_size):
+                        lower[i] = key[i]
+                        upper[i] = key[i]
+                    for i in range(d):
+                        lower[i] = key[i] - 1
+                        upper[i] = key[i] + 1
+                    if axis < d:
+                        lower[axis] = key[axis] + d
+                        upper[axis] = key[axis] - d
+                    found = self.find(lower, False)
+                    out[axis, 0, v] = missing if found < 0 else <int32_t>found
+                    found = self.find(upper, False)
+                    out[axis, 1, v] = missing if found < 0 else <int32_t>found
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def splat(const real[:, ::1] values, const real[:, ::1] weights, const int32_t[:, ::1] offset,
+          real[:, ::1] out, int64_t start, int64_t stop):
+    """``out[offset[p, r]] += weights[p, r] * values[p]`` for points ``start:stop``; zeroes ``out`` first."""
+    cdef int64_t p
+    cdef int r, c
+    cdef int corners = offset.shape[1]
+    cdef int channels = values.shape[1]
+    cdef real w
+    cdef real *row
+    cdef const real *source
+    with nogil:
+        memset(&out[0, 0], 0, out.shape[0] * channels * sizeof(real))
+        for p in range(start, stop):
+            source = &values[p, 0]
+            for r in range(corners):
+                w = weights[p, r]
+                row = &out[offset[p, r], 0]
+                for c in range(channels):
+                    row[c] += w * source[c]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def slice_points(const real[:, ::1] vertex_values, const real[:, ::1] weights,
+                 const int32_t[:, ::1] offset, real[:, ::1] out, int64_t start, int64_t stop):
+    """``out[p] = sum over r of weights[p, r] * vertex_values[offset[p, r]]`` for ``start:stop``."""
+    cdef int64_t p
+    cdef int r, c
+    cdef int corners = offset.shape[1]
+    cdef int channels = out.shape[1]
+    cdef real w
+    cdef real *row
+    cdef const real *source
+    with nogil:
+        for p in range(start, stop):
+            row = &out[p, 0]
+            for c in range(channels):
+                row[c] = 0
+            for r in range(corners):
+                w = weights[p, r]
+                source = &vertex_values[offset[p, r], 0]
+                for c in range(channels):
+                    row[c] += w * source[c]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def blur_axis(const real[:, ::1] source, real[:, ::1] out, const int32_t[:, ::1] neighbours,
+              int64_t base, int64_t start, int64_t stop):
+    """One blur step over vertices ``base + start : base + stop``: ``x + (x[n0] + x[n1]) / 2``.
+
+    ``neighbours`` is ``(2, size)`` in the group's own numbering (``size`` =
+    absent), the group starting at row ``base`` of ``source`` and ``out``.
+    """
+    cdef int64_t v, n
+    cdef int side, c
+    cdef int channels = source.shape[1]
+    cdef int64_t size = neighbours.shape[1]
+    cdef real *row
+    cdef const real *other
+    with nogil:
+        for v in range(start, stop):
+            row = &out[base + v, 0]
+            other = &source[base + v, 0]
+            for c in range(channels):
+                row[c] = other[c]
+            for side in range(2):
+                n = neighbours[side, v]
+                if n < size:
+                    other = &source[base + n, 0]
+                    for c in range(channels):
+                        row[c] += 0.5 * other[c]
