@@ -7,6 +7,7 @@ argument, what was expected and what was given, before any work is done.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -143,8 +144,60 @@ def check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def available_memory() -> int:
+    """Bytes this process can still allocate: the smaller of the system's available
+    memory and what its cgroup (container) limit leaves; physical memory when neither
+    can be read."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            cap = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if cap != "max":
+            limits.append(max(int(cap) - used, 0))
+    except (OSError, ValueError):
+        pass
+    if not limits:
+        try:
+            limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (ValueError, OSError, AttributeError):  # pragma: no cover
+            return 2**63 - 1
+    return min(limits)
+
+
+def check_memory(name: str, value: Any, nbytes: int, what: str) -> None:
+    """Refuse an allocation of ``nbytes`` (``what``, sized by argument ``name``) that
+    cannot fit in the memory left, instead of letting the process be killed."""
+    available = available_memory()
+    if nbytes > available:
+        raise ValueError(
+            f"{name}={value!r} needs {what} of {nbytes / 2**30:.3g} GiB, more than the "
+            f"{available / 2**30:.3g} GiB of memory available"
+        )
+
+
+def _same_kind(value: Any, choice: Any) -> bool:
+    """Whether ``value`` is of the choice's kind: 8.0 and True are not the choice 8 or 1."""
+    if isinstance(choice, (bool, np.bool_)):
+        return isinstance(value, (bool, np.bool_))
+    if isinstance(choice, (int, np.integer)):
+        return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if isinstance(choice, str):
+        return isinstance(value, str)
+    return isinstance(value, type(choice))
+
+
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
-    """Require ``value`` to be one of ``choices``."""
-    if value not in choices:
+    """Require ``value`` to be one of ``choices``, and of the same kind (no 8.0 for 8)."""
+    if not any(_same_kind(value, choice) and value == choice for choice in choices):
         listed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {listed}; got {value!r}")

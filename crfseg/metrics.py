@@ -11,7 +11,8 @@ Rules shared by every score
   ``frequency_weighted_iou``).  A class that is only predicted has IoU 0.
 * ``mean_pixel_accuracy`` averages the per-class recall over the classes
   present in the ground truth.
-* A matrix with no pixels at all gives NaN for every score.
+* A matrix with no pixels at all gives NaN for every score; a matrix with
+  NaN, inf or a negative entry is refused (``ValueError``).
 
 The numpy path accumulates in one pass with a compiled kernel; torch tensors
 are counted on their own device (CUDA included) with ``torch.bincount``.
@@ -29,8 +30,10 @@ import torch
 from crfseg import _metrics
 from crfseg._validation import (
     check_array,
+    check_finite,
     check_int,
     check_integer_dtype,
+    check_memory,
     check_same_shape,
     is_tensor,
     shape_of,
@@ -53,20 +56,37 @@ __all__ = [
 ]
 
 _KERNEL_DTYPES = (np.uint8, np.uint16, np.int32, np.int64)
+_INT64 = np.iinfo(np.int64)
 
 ArrayLike = Any  # numpy array or torch tensor
 
 
-def _as_kernel_labels(x: np.ndarray) -> np.ndarray:
+def _check_num_classes(num_classes: Any) -> int:
+    """``num_classes`` as an int whose (C, C) int64 matrix fits in memory."""
+    num_classes = check_int("num_classes", num_classes, low=1)
+    check_memory("num_classes", num_classes, 8 * num_classes**2, "a (C, C) int64 matrix")
+    return num_classes
+
+
+def _check_ignore_index(ignore_index: Any) -> int:
+    """``ignore_index`` as an int within int64, the range of every label dtype counted."""
+    return check_int("ignore_index", ignore_index, low=int(_INT64.min), high=int(_INT64.max))
+
+
+def _as_kernel_labels(name: str, x: np.ndarray) -> np.ndarray:
     """Flatten labels to a contiguous 1-D array of a dtype the kernel handles."""
+    if not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
     if x.dtype == np.bool_:
         x = x.view(np.uint8)
     elif x.dtype.type not in _KERNEL_DTYPES:
         if x.dtype.itemsize <= 2 and x.dtype.kind == "i":
             x = x.astype(np.int32)
         else:
-            if x.dtype == np.uint64 and x.size and int(x.max()) > np.iinfo(np.int64).max:
-                raise ValueError("labels do not fit in int64")
+            if x.dtype == np.uint64 and x.size and int(x.max()) > _INT64.max:
+                raise ValueError(
+                    f"{name} holds label {int(x.max())}, beyond the int64 range of class labels"
+                )
             x = x.astype(np.int64)
     return np.ascontiguousarray(x).reshape(-1)
 
@@ -83,8 +103,8 @@ def _raise_bad_label(name: str, value: int, flat_index: int, shape: tuple[int, .
 def _confusion_numpy(pred: np.ndarray, target: np.ndarray, num_classes: int,
                      ignore_index: int) -> np.ndarray:
     out = np.zeros((num_classes, num_classes), dtype=np.int64)
-    p = _as_kernel_labels(pred)
-    t = _as_kernel_labels(target)
+    p = _as_kernel_labels("pred", pred)
+    t = _as_kernel_labels("target", target)
     status, bad = _metrics.accumulate_confusion(p, t, num_classes, ignore_index, out)
     if status == 1:
         _raise_bad_label("pred", int(p[bad]), bad, pred.shape, num_classes, ignore_index)
@@ -128,14 +148,16 @@ def confusion_matrix(pred: ArrayLike, target: ArrayLike, num_classes: int,
     Parameters
     ----------
     pred : (...) integer ndarray or Tensor
-        Predicted labels, any shape (``(H, W)``, ``(N, H, W)``, …) and any
-        integer dtype.
+        Predicted labels, any shape (``(H, W)``, ``(N, H, W)``, …), any
+        integer or bool dtype in either byte order, any strides.
     target : (...) integer ndarray or Tensor
         Ground-truth labels, same shape as ``pred``.
     num_classes : int
-        Number of classes ``C``; valid labels are ``0 … C-1``.
+        Number of classes ``C``; valid labels are ``0 … C-1``.  The ``(C, C)``
+        int64 matrix must fit in the memory available.
     ignore_index : int, default 255
         Pixels where the target or the prediction equals this value are left out.
+        Within the int64 range.
 
     Returns
     -------
@@ -146,8 +168,9 @@ def confusion_matrix(pred: ArrayLike, target: ArrayLike, num_classes: int,
     Raises
     ------
     ValueError
-        If the shapes differ, or a label outside ``[0, C)`` other than
-        ``ignore_index`` occurs (the message gives the value and its index).
+        If the shapes differ, a label outside ``[0, C)`` other than
+        ``ignore_index`` occurs (the message gives the value and its index),
+        ``ignore_index`` is beyond int64 or the matrix would not fit in memory.
     TypeError
         If an input is not an integer array, or numpy and torch are mixed.
 
@@ -165,8 +188,8 @@ def confusion_matrix(pred: ArrayLike, target: ArrayLike, num_classes: int,
             "pred and target must both be numpy arrays or both torch tensors, got "
             f"{type(pred).__name__} and {type(target).__name__}"
         )
-    num_classes = check_int("num_classes", num_classes, low=1)
-    ignore_index = check_int("ignore_index", ignore_index)
+    num_classes = _check_num_classes(num_classes)
+    ignore_index = _check_ignore_index(ignore_index)
     check_integer_dtype("pred", pred)
     check_integer_dtype("target", target)
     check_same_shape("pred", pred, "target", target)
@@ -187,6 +210,7 @@ def _matrix(matrix: ArrayLike) -> np.ndarray:
         raise ValueError(f"matrix must be a square (C, C) confusion matrix, got shape {m.shape}")
     if m.dtype.kind not in "iuf":
         raise TypeError(f"matrix must hold counts, got dtype {m.dtype}")
+    check_finite("matrix", m)
     if m.size and m.min() < 0:
         raise ValueError("matrix must hold non-negative counts, got a negative entry")
     return m.astype(np.float64)
@@ -460,8 +484,14 @@ class SegmentationMetrics:
 
     def __init__(self, num_classes: int, ignore_index: int = 255,
                  class_names: Sequence[str] | None = None) -> None:
-        self.num_classes = check_int("num_classes", num_classes, low=1)
-        self.ignore_index = check_int("ignore_index", ignore_index)
+        self.num_classes = _check_num_classes(num_classes)
+        self.ignore_index = _check_ignore_index(ignore_index)
+        if isinstance(class_names, (str, bytes)) or not (
+                class_names is None or isinstance(class_names, (Sequence, np.ndarray))):
+            raise TypeError(
+                f"class_names must be a sequence of num_classes={self.num_classes} names, "
+                f"got {type(class_names).__name__} {class_names!r}"
+            )
         if class_names is None:
             class_names = [f"class {i}" for i in range(self.num_classes)]
         class_names = [str(n) for n in class_names]

@@ -151,6 +151,21 @@ def energy(unary, const double[:, ::1] wt, const double[:, ::1] V,
     return e
 
 
+# ------------------------------------------------------- iteration histories
+
+cdef Py_ssize_t _first_history_size(int max_iter):
+    """Room for the start and the first iterations; more is added as they happen,
+    so a large ``max_iter`` costs nothing until it is used."""
+    return min(<Py_ssize_t>max_iter, 15) + 1
+
+
+cdef object _grown(object history):
+    """``history`` with twice the room, its values kept."""
+    bigger = np.zeros(2 * history.shape[0], dtype=np.float64)
+    bigger[: history.shape[0]] = history
+    return bigger
+
+
 # ---------------------------------------------------------------- graph cuts
 
 cdef class _CutWorkspace:
@@ -338,7 +353,7 @@ def move_making(unary, const double[:, ::1] wt, const double[:, ::1] V,
     prev_arr = np.array(labels, dtype=np.intc)
     changed_arr = np.empty(N, dtype=np.intc)
     failed_at_arr = np.full(first_arr.shape[0], -1, dtype=np.int64)
-    history_arr = np.zeros(max_iter + 1, dtype=np.float64)
+    history_arr = np.zeros(_first_history_size(max_iter), dtype=np.float64)
     cdef int[::1] prev = prev_arr, changed = changed_arr
     cdef int[::1] move_first = first_arr, move_second = second_arr
     cdef long long[::1] failed_at = failed_at_arr
@@ -386,6 +401,10 @@ def move_making(unary, const double[:, ::1] wt, const double[:, ::1] V,
             # re-sum, so rounding in the per-move changes does not accumulate
             energy = _energy(g, &labels[0])
             n_iter = it + 1
+            if n_iter == history.shape[0]:
+                with gil:
+                    history_arr = _grown(history_arr)
+                    history = history_arr
             history[n_iter] = energy
             if start - energy <= tol * fabs(start):
                 converged = True
@@ -434,7 +453,7 @@ def icm(unary, const double[:, ::1] wt, const double[:, ::1] V,
     """
     cdef _GridData data = _GridData(unary, False, wt, V, H, W)
     cdef Grid* g = &data.g
-    history_arr = np.zeros(max_iter + 1, dtype=np.float64)
+    history_arr = np.zeros(_first_history_size(max_iter), dtype=np.float64)
     cdef double[::1] history = history_arr
     cdef int N = g.N, K = g.K, L = g.L, it, p, k, q, x, best, changes, n_iter = 0
     cdef double cost, best_cost, energy, start
@@ -466,6 +485,10 @@ def icm(unary, const double[:, ::1] wt, const double[:, ::1] V,
                     changes += 1
             energy = _energy(g, &labels[0])
             n_iter = it + 1
+            if n_iter == history.shape[0]:
+                with gil:
+                    history_arr = _grown(history_arr)
+                    history = history_arr
             history[n_iter] = energy
             if changes == 0 or start - energy <= tol * fabs(start):
                 converged = True
@@ -626,8 +649,8 @@ def trws(unary, const double[:, ::1] wt, const double[:, ::1] V,
     buffers = np.zeros((5, L + 1), dtype=np.float64)
     env_v_arr = np.zeros(L + 1, dtype=np.intc)
     current_arr = np.empty(N, dtype=np.intc)
-    e_hist_arr = np.zeros(max_iter, dtype=np.float64)
-    b_hist_arr = np.zeros(max_iter, dtype=np.float64)
+    e_hist_arr = np.zeros(_first_history_size(max_iter), dtype=np.float64)
+    b_hist_arr = np.zeros(_first_history_size(max_iter), dtype=np.float64)
     cdef float[:, :, ::1] M = messages_arr
     cdef double[:, ::1] buf = buffers
     cdef int[::1] env_v = env_v_arr, current = current_arr
@@ -686,6 +709,12 @@ def trws(unary, const double[:, ::1] wt, const double[:, ::1] V,
                 memcpy(&labels[0], &current[0], N * sizeof(int))
             if bound > best_bound:
                 best_bound = bound
+            if it == e_hist.shape[0]:
+                with gil:
+                    e_hist_arr = _grown(e_hist_arr)
+                    b_hist_arr = _grown(b_hist_arr)
+                    e_hist = e_hist_arr
+                    b_hist = b_hist_arr
             e_hist[it] = best_energy
             b_hist[it] = best_bound
             n_iter = it + 1

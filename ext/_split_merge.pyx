@@ -196,7 +196,14 @@ cdef int _call(const Rule* rule, double n, double s, double ss, double mn,
     cdef int result
     with gil:
         func = <object>rule.func
-        result = 1 if func(int(n), s + n * c, ss + 2.0 * c * s + n * c * c, mn + c, mx + c) else 0
+        answer = func(int(n), s + n * c, ss + 2.0 * c * s + n * c * c, mn + c, mx + c)
+        # a truthy None, NaN or string is a bug in the predicate, not an answer
+        if not isinstance(answer, (bool, np.bool_)):
+            raise TypeError(
+                "predicate must return a bool (True when the region is homogeneous), got "
+                f"{type(answer).__name__} {answer!r}"
+            )
+        result = 1 if answer else 0
     return result
 
 

@@ -517,6 +517,69 @@ def test_method_condition_errors():
         huge.minimize(np.zeros((3, 3, 3)), method="trws")
 
 
+@pytest.mark.parametrize("method", ["expansion", "swap", "icm", "trws"])
+def test_energies_beyond_float64_are_refused_not_returned_as_inf(method):
+    unary = np.zeros((3, 2, 2))
+    with pytest.raises(ValueError, match="unary and pairwise reach energies up to inf, beyond"):
+        GridCRF(potts(3, 1e308)).minimize(unary, method=method)
+    with pytest.raises(ValueError, match="reach energies up to 4e[+]300"):
+        GridCRF(potts(3, 1.0)).minimize(np.full((3, 2, 2), 1e300), method=method)
+    with pytest.raises(ValueError, match="reach energies"):
+        GridCRF(potts(3, 1.0), edge_weights=(np.full((2, 1), 1e305), np.ones((1, 2)))
+                ).minimize(unary, method=method)
+    # just inside the range, every method gives a finite energy
+    result = GridCRF(potts(3, 1e290)).minimize(np.full((3, 2, 2), 1e290), method="icm")
+    assert np.isfinite(result.energy)
+
+
+def test_integer_settings_beyond_c_int_and_float_connectivity():
+    crf = GridCRF(potts(3, 1.0))
+    unary = np.zeros((3, 2, 2))
+    with pytest.raises(ValueError, match=f"max_iter must be <= {2**31 - 2}, got {2**31}"):
+        crf.minimize(unary, max_iter=2**31)
+    with pytest.raises(ValueError, match="connectivity must be one of 4, 8; got 8.0"):
+        GridCRF(potts(3, 1.0), connectivity=8.0)
+    with pytest.raises(ValueError, match="connectivity must be one of 4, 8; got True"):
+        GridCRF(potts(3, 1.0), connectivity=True)
+    assert crf.minimize(unary, max_iter=2**31 - 2, method="icm").converged
+
+
+def test_histories_grow_past_their_first_allocation(rng):
+    """Histories start small (max_iter may be 2**31 - 2) and grow as iterations happen."""
+    crf = GridCRF(truncated_quadratic(5, 1.0, 4), connectivity=8)
+    unary = rng.normal(size=(5, 16, 20)) * 2
+    long = crf.minimize(unary, method="trws", tol=0.0, max_iter=300)
+    short = crf.minimize(unary, method="trws", tol=0.0, max_iter=10)
+    assert long.n_iter > 100 and long.energy_history.shape == (long.n_iter,)
+    assert long.bound_history.shape == (long.n_iter,)
+    np.testing.assert_array_equal(long.bound_history[:10], short.bound_history)
+    np.testing.assert_array_equal(long.energy_history[:10], short.energy_history)
+    # ICM moves a label change one pixel to the left per raster sweep
+    chain = GridCRF(potts(2, 1.0))
+    unary = np.zeros((2, 1, 60))
+    unary[1] = -0.1
+    init = np.zeros((1, 60), dtype=int)
+    init[0, -1] = 1
+    result = chain.minimize(unary, method="icm", init=init, max_iter=2**31 - 2)
+    assert result.n_iter == 60 and result.energy_history.shape == (61,)
+    assert (result.labels == 1).all() and result.converged
+    assert np.all(np.diff(result.energy_history[:-1]) < 0)
+
+
+@pytest.mark.parametrize("dtype", [">f8", ">f4", np.float16])
+def test_non_native_and_half_unaries_are_converted(rng, dtype):
+    crf = GridCRF(potts(3, 0.5))
+    unary = rng.normal(size=(3, 4, 5)).astype(dtype)
+    expected = crf.minimize(np.asarray(unary, dtype=np.float64), method="icm")
+    result = crf.minimize(unary, method="icm", init=expected.labels.astype(">i8"))
+    np.testing.assert_array_equal(result.labels, expected.labels)
+    assert result.energy == expected.energy
+    strided = crf.minimize(np.asarray(unary, np.float64)[:, ::-1, ::2], method="icm")
+    reference = crf.minimize(np.ascontiguousarray(np.asarray(unary, np.float64)[:, ::-1, ::2]),
+                             method="icm")
+    np.testing.assert_array_equal(strided.labels, reference.labels)
+
+
 def test_energy_errors():
     crf = GridCRF(potts(3, 1.0))
     unary = np.zeros((3, 4, 5))

@@ -110,6 +110,41 @@ def test_every_integer_dtype_matches_bincount(rng, pred_dtype, target_dtype):
                                   expected.reshape(classes, classes))
 
 
+@pytest.mark.parametrize("dtype", [">i2", ">i4", ">i8", ">u2", ">u8", "<i4"])
+def test_non_native_byte_order_is_converted(rng, dtype):
+    target = rng.integers(0, 5, (6, 7))
+    pred = rng.integers(0, 5, (6, 7))
+    expected = confusion_matrix(pred, target, 5)
+    np.testing.assert_array_equal(
+        confusion_matrix(pred.astype(dtype), target.astype(dtype), 5), expected)
+    with pytest.raises(ValueError, match=r"target contains label 5 at index \(1, 2\)"):
+        bad = target.astype(dtype)
+        bad[1, 2] = 5
+        confusion_matrix(pred.astype(dtype), bad, 5)
+
+
+def test_huge_ignore_index_and_labels():
+    labels = np.array([0, 1, 2**62])
+    matrix = confusion_matrix(labels, labels, 2, ignore_index=2**62)
+    np.testing.assert_array_equal(matrix, [[1, 0], [0, 1]])
+    with pytest.raises(ValueError, match="pred holds label 18446744073709551615, beyond the int64"):
+        confusion_matrix(np.array([2**64 - 1], np.uint64), np.zeros(1, np.uint64), 2)
+    with pytest.raises(ValueError, match=f"ignore_index must be <= {2**63 - 1}, got {2**63}"):
+        confusion_matrix(labels, labels, 2, ignore_index=2**63)
+    with pytest.raises(ValueError, match=r"num_classes=4294967296 needs a \(C, C\) int64 matrix"):
+        confusion_matrix(labels, labels, 2**32)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("score", [iou, mean_iou, dice, mean_dice, pixel_accuracy,
+                                   class_accuracy, frequency_weighted_iou])
+def test_non_finite_matrix_is_refused(score, bad):
+    matrix = np.array([[3.0, 1.0], [0.0, 4.0]])
+    matrix[0, 1] = bad
+    with pytest.raises(ValueError, match=r"matrix contains 1 non-finite value\(s\)"):
+        score(matrix)
+
+
 def test_non_contiguous_inputs(rng):
     target = rng.integers(0, 4, (20, 30))
     pred = rng.integers(0, 4, (30, 20)).T
@@ -201,6 +236,19 @@ def test_segmentation_metrics_accumulates_and_merges(rng):
 def test_segmentation_metrics_errors():
     with pytest.raises(ValueError, match="class_names must have num_classes=3 entries, got 2"):
         SegmentationMetrics(3, class_names=["a", "b"])
+    with pytest.raises(TypeError, match="class_names must be a sequence of num_classes=3 names, "
+                                        "got str 'abc'"):
+        SegmentationMetrics(3, class_names="abc")
+    with pytest.raises(TypeError, match="class_names must be a sequence .* got int"):
+        SegmentationMetrics(3, class_names=3)
+    assert SegmentationMetrics(2, class_names=("a", "b")).class_names == ["a", "b"]
+    # a (2**31)^2 matrix would take 32 EiB: refused before the allocation, naming the argument
+    with pytest.raises(ValueError, match=r"num_classes=2147483648 needs a \(C, C\) int64 matrix"):
+        SegmentationMetrics(2**31)
+    with pytest.raises(ValueError, match=f"ignore_index must be <= {2**63 - 1}, got {2**63}"):
+        SegmentationMetrics(2, ignore_index=2**63)
+    with pytest.raises(ValueError, match=f"ignore_index must be >= {-2**63}"):
+        SegmentationMetrics(2, ignore_index=-2**63 - 1)
     with pytest.raises(ValueError, match="cannot merge metrics with num_classes=2"):
         SegmentationMetrics(3).merge(SegmentationMetrics(2))
     with pytest.raises(TypeError, match="other must be a SegmentationMetrics"):

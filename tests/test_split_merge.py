@@ -442,6 +442,31 @@ def test_callable_errors_propagate():
         split_and_merge(np.arange(16).reshape(4, 4), predicate=predicate)
 
 
+@pytest.mark.parametrize("answer", [None, float("nan"), "yes", 1, np.float64(0.0), [True]])
+def test_callable_answers_that_are_not_bools_are_refused(answer):
+    with pytest.raises(TypeError, match="predicate must return a bool .* got "
+                                        f"{type(answer).__name__}"):
+        split_and_merge(np.arange(16).reshape(4, 4), predicate=lambda *stats: answer)
+
+
+def test_callable_may_answer_numpy_bools():
+    image = np.arange(16).reshape(4, 4)
+    labels = split_and_merge(image, predicate=lambda n, s, ss, lo, hi: np.bool_(hi - lo <= 0))
+    np.testing.assert_array_equal(labels, split_and_merge(image))
+
+
+def test_sizes_beyond_the_image_and_c_integers_mean_the_image_size(rng):
+    image = rng.integers(0, 4, (9, 13))
+    for min_size in (7, 2**31, 2**62, 2**63, 2**70):
+        np.testing.assert_array_equal(split_and_merge(image, min_size=min_size),
+                                      split_and_merge(image, min_size=13))
+    whole = np.ones((9, 13), dtype=np.int32)
+    for min_area in (9 * 13 + 1, 2**63, 2**80):
+        np.testing.assert_array_equal(split_and_merge(image, min_area=min_area), whole)
+        np.testing.assert_array_equal(
+            gray_level_segment(image, classes=2, min_area=min_area)[1], whole)
+
+
 def test_min_size_bounds_the_leaves(rng):
     image = rng.integers(0, 256, size=(37, 50)).astype(np.uint8)
     for min_size in (1, 2, 5, 40):

@@ -86,6 +86,13 @@ def test_check_int_and_choice():
     v.check_choice("mode", "a", ("a", "b"))
     with pytest.raises(ValueError, match="mode must be one of 'a', 'b'; got 'c'"):
         v.check_choice("mode", "c", ("a", "b"))
+    v.check_choice("connectivity", np.int64(8), (4, 8))
+    # equal but of another kind: a float, a bool, an array or a list is not the choice
+    for value in (8.0, np.float64(4.0), True, np.array([4, 8]), [4], "4"):
+        with pytest.raises(ValueError, match="connectivity must be one of 4, 8; got"):
+            v.check_choice("connectivity", value, (4, 8))
+    with pytest.raises(ValueError, match="flag must be one of True; got 1"):
+        v.check_choice("flag", 1, (True,))
 
 
 def test_check_bool():
@@ -102,3 +109,12 @@ def test_helpers():
     assert v.shape_of(torch.zeros(2, 3)) == (2, 3)
     np.testing.assert_array_equal(v.to_numpy(torch.ones(2, requires_grad=True)), [1.0, 1.0])
     assert isinstance(v.to_numpy([1, 2]), np.ndarray)
+
+
+def test_check_memory(monkeypatch):
+    assert v.available_memory() > 0
+    v.check_memory("num_classes", 3, 72, "a (C, C) matrix")
+    with pytest.raises(ValueError, match=r"num_classes=65536 needs a \(C, C\) matrix of 32 GiB, "
+                                         r"more than the 1 GiB of memory available"):
+        monkeypatch.setattr(v, "available_memory", lambda: 2**30)
+        v.check_memory("num_classes", 65536, 8 * 65536**2, "a (C, C) matrix")

@@ -257,6 +257,10 @@ def _segment(
     connectivity: int,
 ) -> _Result:
     x = data.x
+    # sizes beyond the image mean the same as the image's own size, and keep the
+    # kernel's integer arithmetic (2 * min_size) far from overflow
+    min_size = min(min_size, max(x.shape))
+    min_area = min(min_area, x.size + 1)
     eps = np.finfo(np.float64).eps
     err_s = err_ss = tol_mean = tol_var = 0.0
     s_int = ss_int = None
@@ -381,6 +385,7 @@ def split_and_merge(
         ``predicate(count, sum, sum_sq, min, max) -> bool`` on the gray levels
         of a block or of the union of two regions; called once per block and
         per candidate pair, so it is much slower than the built-in rules.
+        Any answer other than a ``bool`` (or ``numpy.bool_``) raises ``TypeError``.
         Pairs are ordered as for ``"stat"``.
 
     Parameters

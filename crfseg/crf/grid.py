@@ -53,6 +53,9 @@ _KIND_CODES = {"general": 0, "potts": 1, "truncated_linear": 2, "truncated_quadr
 _EDGE_NAMES = ("right", "down", "diagonal", "anti-diagonal")
 _INT32_MAX = 2**31 - 1
 _FLOAT32_SAFE = 1e30  # messages are bounded by edge weight x the range of V
+# energies, and every partial sum the kernels form, stay below this: far from float64's
+# overflow, so no method can return inf for finite inputs
+_ENERGY_LIMIT = 1e300
 
 
 @dataclass(frozen=True)
@@ -293,7 +296,17 @@ class GridCRF:
         label_major = np.ascontiguousarray(
             unary.reshape(num_labels, height * width), dtype=dtype
         )
-        return label_major, self._weights(height, width), height, width
+        weights = self._weights(height, width)
+        with np.errstate(over="ignore"):
+            reach = (float(np.abs(label_major).max(axis=0).sum(dtype=np.float64))
+                     + float(weights.sum()) * float(np.abs(self.pairwise.matrix).max()))
+        if not reach <= _ENERGY_LIMIT:
+            raise ValueError(
+                f"unary and pairwise reach energies up to {reach:g}, beyond the "
+                f"{_ENERGY_LIMIT:g} that float64 sums hold safely; rescale unary and the "
+                "pairwise weight"
+            )
+        return label_major, weights, height, width
 
     def _weights(self, height: int, width: int) -> np.ndarray:
         """Edge weights as the kernel wants them: (N, K), K per forward direction."""
@@ -343,8 +356,9 @@ class GridCRF:
         method : {"auto", "graphcut", "expansion", "swap", "trws", "icm"}
             See the class notes.
         max_iter : int, optional
-            Most iterations (``>= 1``); ignored by ``"graphcut"``.  Defaults:
-            expansion and swap 20 cycles, ICM 50 sweeps, TRW-S 200 passes.
+            Most iterations, ``1 <= max_iter <= 2**31 - 2``; ignored by
+            ``"graphcut"``.  Defaults: expansion and swap 20 cycles, ICM 50
+            sweeps, TRW-S 200 passes.
         init : (H, W) ndarray of int, optional
             Starting labelling for expansion, swap and ICM (default: the
             per-pixel argmin of ``unary``); for TRW-S the labelling to beat.
@@ -363,14 +377,16 @@ class GridCRF:
         ------
         ValueError
             Shapes that disagree, NaN or inf, labels of ``init`` out of range,
-            or a method whose condition on ``V`` does not hold.
+            energies beyond 1e300 (sum over pixels of the largest ``|U|`` plus
+            the edge weights times the largest ``|V|``), or a method whose
+            condition on ``V`` does not hold.
         TypeError
             Non-array inputs, or integer ``unary`` / float ``init``.
         """
         method = self._check_method(method)
         if max_iter is None:
             max_iter = _DEFAULT_MAX_ITER[method]
-        max_iter = check_int("max_iter", max_iter, low=1)
+        max_iter = check_int("max_iter", max_iter, low=1, high=_INT32_MAX - 1)
         tol = check_number("tol", tol, low=0.0)
         unary_ln, wt, height, width = self._prepare(unary)
         if init is not None:

@@ -408,10 +408,11 @@ def expansion_violation(matrix: np.ndarray) -> tuple[int, int, int] | None:
     >>> expansion_violation(truncated_quadratic(3, 1.0).matrix)
     (1, 0, 2)
     """
-    scale = max(float(np.abs(matrix).max()), 1e-300)
+    # in units of the largest entry, so sums of entries near 1e308 do not overflow
+    matrix = matrix / max(float(np.abs(matrix).max()), 1e-300)
     for a in range(matrix.shape[0]):
         excess = matrix[a, a] + matrix - matrix[a, :][None, :] - matrix[:, a][:, None]
-        bad = np.argwhere(excess > 1e-12 * scale)
+        bad = np.argwhere(excess > 1e-12)
         if bad.size:
             return a, int(bad[0, 0]), int(bad[0, 1])
     return None
@@ -438,10 +439,10 @@ def swap_violation(matrix: np.ndarray) -> tuple[int, int] | None:
     >>> swap_violation(np.array([[1.0, 0.0], [0.0, 1.0]]))
     (0, 1)
     """
-    scale = max(float(np.abs(matrix).max()), 1e-300)
+    matrix = matrix / max(float(np.abs(matrix).max()), 1e-300)
     diag = np.diag(matrix)
     excess = diag[:, None] + diag[None, :] - matrix - matrix.T
-    bad = np.argwhere(excess > 1e-12 * scale)
+    bad = np.argwhere(excess > 1e-12)
     return None if bad.size == 0 else (int(bad[0, 0]), int(bad[0, 1]))
 
 
