@@ -69,14 +69,16 @@ def test_batch_runs_in_one_call_and_matches_single_images(rng):
     batch = crf.refine(torch.from_numpy(logits), torch.from_numpy(images).permute(0, 3, 1, 2))
     assert isinstance(batch, torch.Tensor) and batch.shape == (3, 3, 40, 50)
     assert batch.dtype == torch.float32
-    channels_last = crf.refine(logits, images)  # (N, H, W, 3) uint8 numpy
-    assert torch.equal(batch, channels_last)
+    channels_last = crf.refine(logits, images)  # (N, H, W, 3) uint8 numpy: numpy back
+    assert isinstance(channels_last, np.ndarray) and channels_last.dtype == np.float32
+    assert torch.equal(batch, torch.from_numpy(channels_last))
     for i in range(3):
         single = crf.refine(logits[i], images[i])
         np.testing.assert_allclose(batch[i].numpy(), single, atol=1e-6)
     labels = crf.predict(logits, images)
-    assert labels.shape == (3, 40, 50) and labels.dtype == torch.int64
-    assert torch.equal(labels, batch.argmax(1))
+    assert labels.shape == (3, 40, 50) and labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, batch.argmax(1).numpy())
+    assert torch.equal(crf.predict(torch.from_numpy(logits), images), batch.argmax(1))
 
 
 def test_return_kinds(photo_and_logits):

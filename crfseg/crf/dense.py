@@ -13,7 +13,9 @@ on any device.  Its inputs go through the same conversions defined here.
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,15 +28,19 @@ from crfseg._validation import (
     check_finite,
     check_floating_dtype,
     check_int,
+    check_integer_dtype,
     check_ndim,
     check_number,
     is_tensor,
+    shape_of,
     to_numpy,
 )
 
-__all__ = ["DenseCRF", "scores_to_unary", "scores_to_labels", "INPUT_TYPES"]
+__all__ = ["DenseCRF", "scores_to_unary", "scores_to_labels", "labels_to_unary", "prepare_image",
+           "INPUT_TYPES", "REFINE_INPUT_TYPES"]
 
 INPUT_TYPES = ("auto", "logits", "probs", "unary")
+REFINE_INPUT_TYPES = INPUT_TYPES + ("labels",)
 BACKENDS = ("pydensecrf", "torch", "auto")
 
 # Probabilities are clipped away from 0 before the log so a hard 0 costs a
@@ -158,95 +164,194 @@ def scores_to_labels(scores: Any, input_type: str = "auto", axis: int = 0) -> An
     return labels.astype(np.int64)
 
 
-def prepare_image(image: Any, height: int, width: int) -> np.ndarray:
-    """Return ``image`` as a C-contiguous ``(H, W, 3)`` array in 0–255 units.
+def prepare_image(image: Any, *, integers: bool = True, warn_units: bool = True) -> torch.Tensor:
+    """Check an image's values for a bilateral kernel and return it as a Tensor.
 
-    Gray ``(H, W)`` and ``(H, W, 1)`` images are repeated to three channels,
-    the alpha channel of ``(H, W, 4)`` is dropped.  uint8 stays uint8; float
-    images keep their values (a warning is given when they leave 0–255, since
-    the bilateral kernel's ``srgb`` assumes 0–255 units).
+    The one place where DenseCRF and CRFasRNN check image values: uint8 or
+    float (float in the units of the colour standard deviation), finite,
+    with a warning when a float image meant for 0–255 units looks otherwise.
+
+    Parameters
+    ----------
+    image : ndarray or Tensor, any shape
+        The image, uint8 or float; other integer dtypes (16-bit images) too
+        when ``integers``.
+    integers : bool, default True
+        Accept integer dtypes besides uint8 (converted to float32).
+    warn_units : bool, default True
+        Warn when float values leave 0–255 or all lie in [0, 1] (a
+        normalised image given to a kernel whose colour width is in 0–255
+        units).
+
+    Returns
+    -------
+    image : Tensor, the shape of ``image``
+        uint8 or floating point; a NumPy array is wrapped without a copy
+        (unless its strides are negative), a Tensor stays on its device.
+
+    Raises
+    ------
+    TypeError
+        Boolean, complex or non-numeric images (and integers other than
+        uint8 unless ``integers``).
+    ValueError
+        NaN or inf.
+
+    Examples
+    --------
+    >>> prepare_image(np.zeros((2, 3, 3), np.uint8)).dtype
+    torch.uint8
+    >>> prepare_image(np.full((2, 2), 300, np.uint16), warn_units=False).dtype
+    torch.float32
     """
     check_array("image", image)
-    img = to_numpy(image)
-    check_ndim("image", img, (2, 3), "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.shape[2] not in (1, 3, 4):
-        raise ValueError(
-            "image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
-            f"got shape {img.shape}; channels-first images must be transposed to (H, W, C)"
-        )
-    if img.shape[:2] != (height, width):
-        raise ValueError(
-            f"scores and image must have the same spatial size, got scores (H, W) = "
-            f"{(height, width)} and image (H, W) = {img.shape[:2]}"
-        )
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    elif img.shape[2] == 4:
-        img = img[:, :, :3]
-    if img.dtype == np.uint8:
-        return np.ascontiguousarray(img)
-    if img.dtype == np.bool_ or not np.issubdtype(img.dtype, np.number):
-        raise TypeError(f"image must be uint8 or a float array in 0-255 units, got {img.dtype}")
-    img = img.astype(np.float32)
-    check_finite("image", img)
-    _warn_outside_0_255(float(img.min()), float(img.max()))
-    return np.ascontiguousarray(img)
-
-
-def _warn_outside_0_255(low: float, high: float) -> None:
-    """Warn when a float image does not look like 0-255 units."""
-    if low < 0 or high > 255:
-        warnings.warn(
-            f"image values span [{low:.3g}, {high:.3g}], outside 0-255; the "
-            "bilateral kernel's srgb assumes 0-255 units",
-            stacklevel=4,
-        )
-    elif high <= 1.0:
-        warnings.warn(
-            "image values all lie in [0, 1]; the bilateral kernel's srgb assumes 0-255 units, "
-            "multiply by 255 if this is a normalised image",
-            stacklevel=4,
-        )
-
-
-def prepare_image_batch(image: Any, num: int, height: int, width: int) -> torch.Tensor:
-    """Return a batch of RGB images as an ``(N, 3, H, W)`` float Tensor in 0–255 units.
-
-    Accepts ``(N, 3, H, W)`` and ``(N, H, W, 3)`` arrays or tensors, uint8 or
-    float (floats keep their values, with the warning of
-    :func:`prepare_image` when they leave 0–255).  The result stays on the
-    image's device.
-    """
-    check_array("image", image)
+    kind = "tensor" if is_tensor(image) else "array"
+    expected = f"image must be uint8 or a float {kind} in 0-255 units"
     if is_tensor(image):
         img = image.detach()
-    elif image.dtype != np.bool_ and not np.issubdtype(image.dtype, np.number):
-        raise TypeError(f"image must be uint8 or a float array in 0-255 units, got {image.dtype}")
+    elif image.dtype == np.bool_ or not np.issubdtype(image.dtype, np.number) \
+            or np.issubdtype(image.dtype, np.complexfloating):
+        raise TypeError(f"{expected}, got {image.dtype}")
     else:
-        img = torch.from_numpy(np.ascontiguousarray(image))
-    check_ndim("image", img, 4, "(N, 3, H, W) or (N, H, W, 3) for batched scores")
-    if tuple(img.shape[1:]) == (3, height, width):
-        pass
-    elif tuple(img.shape[1:]) == (height, width, 3):
-        img = img.permute(0, 3, 1, 2)
-    else:
-        raise ValueError(
-            f"image must be (N, 3, H, W) or (N, H, W, 3) with (H, W) = {(height, width)} "
-            f"like the scores, got shape {tuple(img.shape)}")
-    if img.shape[0] != num:
-        raise ValueError(
-            f"scores and image must hold the same number of images, got scores N={num} "
-            f"and image N={img.shape[0]}")
+        if not image.dtype.isnative:
+            image = image.astype(image.dtype.newbyteorder("="))
+        img = torch.from_numpy(np.ascontiguousarray(image) if min(image.strides, default=0) < 0
+                               else image)
     if img.dtype == torch.uint8:
-        return img.float()
-    if img.dtype == torch.bool or img.is_complex():
-        raise TypeError(f"image must be uint8 or a float array in 0-255 units, got {img.dtype}")
+        return img
+    if img.dtype == torch.bool or img.is_complex() or (
+            not img.is_floating_point() and not integers):
+        raise TypeError(f"{expected}, got {img.dtype}")
     img = img if img.is_floating_point() else img.float()
     check_finite("image", img)
-    _warn_outside_0_255(float(img.min()), float(img.max()))
+    if warn_units and img.numel():
+        low, high = float(img.min()), float(img.max())
+        if low < 0 or high > 255:
+            warnings.warn(
+                f"image values span [{low:.3g}, {high:.3g}], outside 0-255; the bilateral "
+                "kernel's colour width assumes 0-255 units", stacklevel=3)
+        elif high <= 1.0:
+            warnings.warn(
+                "image values all lie in [0, 1]; the bilateral kernel's colour width assumes "
+                "0-255 units, multiply by 255 if this is a normalised image", stacklevel=3)
     return img
+
+
+def labels_to_unary(labels: Any, num_classes: int, gt_prob: float = 0.5,
+                    unknown_label: int | None = None) -> Any:
+    """Unary energies of a label map (an annotation, or a first segmentation).
+
+    A pixel labelled ``l`` is ``l`` with probability ``gt_prob`` and any
+    other class with ``(1 - gt_prob) / (C - 1)``; a pixel equal to
+    ``unknown_label`` is uniform.  This is pydensecrf's ``unary_from_labels``
+    with the unknown value chosen freely (pydensecrf shifts every label by one
+    to make 0 the unknown one).
+
+    Parameters
+    ----------
+    labels : (*shape) integer ndarray or Tensor
+        Class indices in ``[0, num_classes)``, apart from ``unknown_label``.
+    num_classes : int
+        ``C >= 2``.
+    gt_prob : float, default 0.5
+        Confidence in the labels, in (0, 1).
+    unknown_label : int, optional
+        The value of unlabelled pixels (any integer, inside or outside
+        ``[0, C)``); none by default.
+
+    Returns
+    -------
+    unary : (C, *shape) float32 ndarray or Tensor
+        ``-log`` of the probabilities; a Tensor on the labels' device for
+        Tensor labels.
+
+    Raises
+    ------
+    ValueError
+        Labels outside ``[0, num_classes)``, ``gt_prob`` outside (0, 1),
+        ``num_classes < 2``.
+    TypeError
+        Non-integer labels.
+
+    Examples
+    --------
+    >>> u = labels_to_unary(np.array([0, 1, 9]), 3, gt_prob=0.8, unknown_label=9)
+    >>> np.round(np.exp(-u), 3).T.tolist()
+    [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.333, 0.333, 0.333]]
+    """
+    check_array("labels", labels)
+    check_integer_dtype("labels", labels)
+    num_classes = check_int("num_classes", num_classes, low=2)
+    gt_prob = check_number("gt_prob", gt_prob, low=0, high=1, low_inclusive=False,
+                           high_inclusive=False)
+    if unknown_label is not None:
+        unknown_label = check_int("unknown_label", unknown_label)
+    lab = labels.detach() if is_tensor(labels) else torch.from_numpy(
+        np.ascontiguousarray(labels).astype(np.int64, copy=False))
+    lab = lab.long()
+    unknown = (lab == unknown_label) if unknown_label is not None else torch.zeros_like(
+        lab, dtype=torch.bool)
+    known = lab[~unknown]
+    if known.numel() and (int(known.min()) < 0 or int(known.max()) >= num_classes):
+        low, high = int(known.min()), int(known.max())
+        bad = high if high >= num_classes else low
+        hint = "" if unknown_label is not None else "; mark unlabelled pixels with unknown_label"
+        raise ValueError(
+            f"labels must lie in [0, num_classes) = [0, {num_classes}), got {bad}{hint}")
+    energy = torch.tensor([-math.log(gt_prob), -math.log((1 - gt_prob) / (num_classes - 1)),
+                           -math.log(1 / num_classes)], dtype=torch.float32)
+    unary = torch.full((num_classes, *lab.shape), float(energy[1]), dtype=torch.float32,
+                       device=lab.device)
+    unary.scatter_(0, lab.clamp(0, num_classes - 1)[None], float(energy[0]))
+    unary[:, unknown] = energy[2].to(lab.device)
+    return unary if is_tensor(labels) else unary.numpy()
+
+
+def check_spacing(spacing: Any) -> tuple[float, float, float] | None:
+    """Validate a voxel spacing ``(sz, sy, sx)``: three positive finite numbers, or None."""
+    if spacing is None:
+        return None
+    values = to_numpy(spacing) if is_tensor(spacing) else spacing
+    if isinstance(values, (str, bytes)) or np.ndim(values) != 1 or len(values) != 3:
+        raise ValueError(f"spacing must be three numbers (sz, sy, sx), got {spacing!r}")
+    return tuple(check_number(f"spacing[{i}]", float(v) if isinstance(v, np.generic) else v,
+                              low=0, low_inclusive=False)
+                 for i, v in enumerate(values))
+
+
+def check_srgb(srgb: Any) -> float | tuple[float, ...]:
+    """Validate ``bilateral_srgb``: one positive number, or one per image channel."""
+    if np.isscalar(srgb) or (is_tensor(srgb) and srgb.ndim == 0):
+        return check_number("bilateral_srgb", float(srgb) if is_tensor(srgb) else srgb,
+                            low=0, low_inclusive=False)
+    values = to_numpy(srgb) if is_tensor(srgb) else srgb
+    if isinstance(values, (str, bytes)) or np.ndim(values) != 1 or len(values) < 1:
+        raise ValueError(f"bilateral_srgb must be a number or one number per image channel, "
+                         f"got {srgb!r}")
+    return tuple(check_number(f"bilateral_srgb[{i}]",
+                              float(v) if isinstance(v, np.generic) else v,
+                              low=0, low_inclusive=False)
+                 for i, v in enumerate(values))
+
+
+def _binary_to_two_classes(scores: Any, input_type: str, class_axis: int) -> tuple[Any, str]:
+    """``[1 - p, p]`` (probabilities) or ``[0, l]`` (logits) along ``class_axis``."""
+    if input_type == "unary":
+        raise ValueError(
+            "a binary map holds the foreground's probability or logit, so input_type='unary' "
+            "does not apply; give (C, ...) unary energies of both classes instead")
+    low, high = float(scores.min()), float(scores.max())
+    kind = input_type
+    if kind == "auto":
+        kind = "probs" if low >= 0 and high <= 1 else "logits"
+    if kind == "probs" and (low < 0 or high > 1):
+        raise ValueError(f"a binary probability map must lie in [0, 1], got values in "
+                         f"[{low:.4g}, {high:.4g}]; pass input_type='logits' for logits")
+    if is_tensor(scores):
+        back = 1 - scores if kind == "probs" else torch.zeros_like(scores)
+        return torch.cat([back, scores], class_axis), kind
+    back = 1 - scores if kind == "probs" else np.zeros_like(scores)
+    return np.concatenate([back, scores], class_axis), kind
 
 
 def check_compat(name: str, compat: Any) -> float | np.ndarray:
@@ -288,23 +393,33 @@ class DenseCRF:
     The pairwise energy is a sum of two kernels: a spatial (smoothness)
     Gaussian with standard deviation ``gaussian_sxy`` pixels, and a bilateral
     (appearance) kernel with ``bilateral_sxy`` pixels and ``bilateral_srgb``
-    colour levels (0–255 units).
+    colour levels.  Images may have any number of channels (RGB, RGB +
+    depth, multispectral), and 3-D volumes are refined alike, with the
+    spatial widths in the units of the voxel ``spacing``.
 
     Parameters
     ----------
     n_iter : int, default 5
         Mean-field iterations.
     gaussian_sxy : float, default 3
-        Spatial standard deviation of the smoothness kernel, in pixels.
+        Spatial standard deviation of the smoothness kernel, in pixels (in
+        the units of ``spacing`` for volumes).
     gaussian_compat : float, (C,) or (C, C) array, default 3
         Compatibility of the smoothness kernel: a scalar is a Potts weight
         (agreeing neighbours are rewarded by it), a vector holds one Potts
         weight per class, a matrix ``μ[l, l']`` is the energy paid when labels
         ``l`` and ``l'`` meet (symmetrised).
     bilateral_sxy : float, default 80
-        Spatial standard deviation of the appearance kernel, in pixels.
-    bilateral_srgb : float, default 13
-        Colour standard deviation of the appearance kernel, in 0–255 units.
+        Spatial standard deviation of the appearance kernel, in pixels (in
+        the units of ``spacing`` for volumes).
+    bilateral_srgb : float or sequence of float, default 13
+        Colour standard deviation of the appearance kernel, one for every
+        channel or one per channel, in the units of the image.  With one
+        number a 2-D image is a photo in 0–255 units: gray ``(H, W)`` is
+        repeated to RGB and the alpha of ``(H, W, 4)`` is dropped, as
+        pydensecrf's ``addPairwiseBilateral`` wants; other channel counts
+        need one value per channel.  Volume intensities ``(D, H, W[, K])``
+        take either form.
     bilateral_compat : float, (C,) or (C, C) array, default 10
         Compatibility of the appearance kernel (same forms as ``gaussian_compat``).
     backend : {"pydensecrf", "torch", "auto"}, default "pydensecrf"
@@ -320,13 +435,27 @@ class DenseCRF:
         Torch backend: gather-based splat and slice, bitwise repeatable on
         CUDA (CPU results are repeatable either way).
 
+    Every setting is keyword-only.
+
     Notes
     -----
-    What :meth:`refine` returns depends on the input: a single ``(C, H, W)``
-    ndarray gives a float32 ``(C, H, W)`` ndarray with either backend; with
-    the torch backend a ``(C, H, W)`` Tensor gives a Tensor and batched
-    ``(N, C, H, W)`` scores (ndarray or Tensor) give an ``(N, C, H, W)``
-    Tensor on the device, float32 (float64 for float64 scores).
+    :meth:`refine` returns what it is given: NumPy scores give float32
+    NumPy probabilities, Tensor scores give a Tensor (on the device with
+    the torch backend; float32, or float64 for float64 scores), single
+    images and volumes give ``(C, ...)``, batches (torch backend) ``(N, C, ...)``.
+
+    What the scores may be:
+
+    ========================  ===========================================
+    ``(C, H, W)``             class scores of one image
+    ``(N, C, H, W)``          a batch (torch backend)
+    ``(H, W)``, ``(1, H, W)`` a binary map: the foreground's probability
+                              (or logit with ``input_type="logits"``); two
+                              classes, as if ``[1 - p, p]`` were given
+    ``(H, W)`` integers       a label map with ``input_type="labels"``
+    ``(C, D, H, W)``          a volume, with ``spacing=(sz, sy, sx)``
+    ``(N, C, D, H, W)``       a batch of volumes (torch backend)
+    ========================  ===========================================
 
     The torch backend keeps the lattice of the smoothness kernel, which
     depends only on the image size, for the last size it saw: repeated calls
@@ -345,20 +474,30 @@ class DenseCRF:
     >>> probs = DenseCRF(n_iter=2).refine(logits, image)
     >>> probs.shape, probs.dtype
     ((4, 20, 30), dtype('float32'))
+    >>> annotation = np.full((20, 30), 255)  # 255: unknown
+    >>> annotation[:, :5], annotation[:, -5:] = 0, 1
+    >>> DenseCRF(n_iter=2).predict(annotation, image, "labels", num_classes=2,
+    ...                            gt_prob=0.7, unknown_label=255).shape
+    (20, 30)
     >>> import torch
     >>> crf = DenseCRF(n_iter=2, backend="torch", device="cpu")
     >>> batch = crf.refine(torch.randn(2, 4, 20, 30), torch.rand(2, 3, 20, 30) * 255)
     >>> batch.shape
     torch.Size([2, 4, 20, 30])
+    >>> volume = crf.refine(rng.normal(size=(3, 8, 20, 30)), rng.random((8, 20, 30)) * 100,
+    ...                     spacing=(2.5, 1.0, 1.0))
+    >>> volume.shape
+    (3, 8, 20, 30)
     """
 
     def __init__(
         self,
+        *,
         n_iter: int = 5,
         gaussian_sxy: float = 3.0,
         gaussian_compat: float | np.ndarray = 3.0,
         bilateral_sxy: float = 80.0,
-        bilateral_srgb: float = 13.0,
+        bilateral_srgb: float | Sequence[float] = 13.0,
         bilateral_compat: float | np.ndarray = 10.0,
         backend: str = "pydensecrf",
         device: str | torch.device | None = None,
@@ -369,8 +508,7 @@ class DenseCRF:
                                          low_inclusive=False)
         self.bilateral_sxy = check_number("bilateral_sxy", bilateral_sxy, low=0,
                                           low_inclusive=False)
-        self.bilateral_srgb = check_number("bilateral_srgb", bilateral_srgb, low=0,
-                                           low_inclusive=False)
+        self.bilateral_srgb = check_srgb(bilateral_srgb)
         self.gaussian_compat = check_compat("gaussian_compat", gaussian_compat)
         self.bilateral_compat = check_compat("bilateral_compat", bilateral_compat)
         check_choice("backend", backend, BACKENDS)
@@ -389,86 +527,254 @@ class DenseCRF:
             f"backend={self.backend!r}{device})"
         )
 
-    def _check_scores(self, scores: Any) -> Any:
+    def _check_scores(self, scores: Any, input_type: str, spacing: tuple | None,
+                      label_options: dict[str, Any]) -> tuple[Any, str]:
+        """``(C, *spatial)`` or ``(N, C, *spatial)`` float scores and their kind."""
         check_array("scores", scores)
-        if self.backend == "torch":
-            arr = scores
-            check_ndim("scores", arr, (3, 4), "(C, H, W) or (N, C, H, W) (channels first)")
+        nsp = 2 if spacing is None else 3
+        spatial = "H, W" if spacing is None else "D, H, W"
+        torch_backend = self.backend == "torch"
+        arr = scores if torch_backend and is_tensor(scores) else to_numpy(scores)
+        ndims = (nsp, nsp + 1, nsp + 2) if torch_backend else (nsp, nsp + 1)
+        if input_type == "labels":
+            layout = f"({spatial}) labels" + (f" or (N, {spatial}) labels" if torch_backend
+                                              else f"; batches (N, {spatial}) need "
+                                              "backend='torch'")
+            check_ndim("labels", arr, ndims[:2], layout)
+            if label_options["num_classes"] is None:
+                raise ValueError("num_classes is required with input_type='labels': the number "
+                                 "of classes C the labels are drawn from")
+            unary = labels_to_unary(arr, **label_options)
+            return (unary if unary.ndim == nsp + 1 else unary.swapaxes(0, 1)), "unary"
+        given = [name for name, value in label_options.items()
+                 if value != (0.5 if name == "gt_prob" else None)]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to input_type='labels' only, "
+                             f"not to input_type={input_type!r}")
+        if torch_backend:
+            layout = (f"(C, {spatial}) or (N, C, {spatial}) (channels first), or a binary "
+                      f"({spatial}) map")
         else:
-            arr = to_numpy(scores)
-            check_ndim("scores", arr, 3,
-                       "(C, H, W) (channels first); batches (N, C, H, W) need backend='torch'")
+            layout = (f"(C, {spatial}) (channels first) or a binary ({spatial}) map; "
+                      f"batches (N, C, {spatial}) need backend='torch'")
+        if spacing is None:
+            layout += "; volumes (C, D, H, W) need spacing=(sz, sy, sx)"
+        check_ndim("scores", arr, ndims, layout)
         check_floating_dtype("scores", arr)
-        classes = arr.shape[-3]
-        if classes < 2:
-            raise ValueError(f"scores must have at least 2 classes (C >= 2), got C={classes}")
+        kind = input_type
+        if arr.ndim == nsp or arr.shape[-nsp - 1] == 1:
+            check_finite("scores", arr)
+            binary = arr[None] if arr.ndim == nsp else arr
+            low, high = float(binary.min()), float(binary.max())
+            if input_type == "auto" and (low < 0 or high > 1):
+                batch = f"(N, C, {spatial})" if torch_backend else f"(C, {spatial})"
+                raise ValueError(
+                    f"scores of shape {shape_of(arr)} are a binary map, read as the "
+                    f"foreground's probability, but hold values in [{low:.4g}, {high:.4g}]; "
+                    f"pass input_type='logits' for a logit map, or give scores of at least 2 "
+                    f"classes (scores must be (C, {spatial}) or {batch}, channels first)")
+            arr, kind = _binary_to_two_classes(binary, input_type, -nsp - 1)
+        classes = arr.shape[-nsp - 1]
         for name, compat in (("gaussian_compat", self.gaussian_compat),
                              ("bilateral_compat", self.bilateral_compat)):
             if not np.isscalar(compat) and compat.shape[0] != classes:
                 raise ValueError(
                     f"{name} has shape {compat.shape} but the scores have C={classes} classes"
                 )
-        return arr
+        return arr, kind
 
-    def refine(self, scores: Any, image: Any, input_type: str = "auto") -> Any:
-        """Refined class probabilities of one image or (torch backend) a batch.
+    def refine(self, scores: Any, image: Any, input_type: str = "auto", *,
+               num_classes: int | None = None, gt_prob: float = 0.5,
+               unknown_label: int | None = None,
+               spacing: Sequence[float] | None = None) -> Any:
+        """Refined class probabilities of an image, a volume or (torch backend) a batch.
 
         Parameters
         ----------
-        scores : (C, H, W) or (N, C, H, W) float ndarray or Tensor
-            Class scores, channels first, any float dtype and memory order;
-            batches need the torch backend.
+        scores : ndarray or Tensor
+            Class scores, channels first, any float dtype and memory order:
+            ``(C, H, W)``, ``(C, D, H, W)`` with ``spacing``, batches
+            ``(N, C, ...)`` with the torch backend; a binary ``(H, W)`` or
+            ``(1, H, W)`` map (the foreground's probability, or logit with
+            ``input_type="logits"``); or integer labels ``(H, W)``
+            (``(D, H, W)``, ``(N, ...)``) with ``input_type="labels"``.
         image : ndarray or Tensor
-            The RGB image (uint8, or float in 0–255 units): ``(H, W)``,
-            ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` for one image (gray
-            is repeated, alpha dropped), ``(N, 3, H, W)`` or ``(N, H, W, 3)``
-            for a batch.
-        input_type : {"auto", "logits", "probs", "unary"}, default "auto"
-            What ``scores`` holds (see :func:`scores_to_unary`).
+            The image the kernels compare, uint8 or float (in the units of
+            ``bilateral_srgb``): ``(H, W)`` or ``(H, W, K)`` for one image
+            (see ``bilateral_srgb`` for gray and RGBA), ``(N, K, H, W)`` or
+            ``(N, H, W, K)`` for a batch; volume intensities ``(D, H, W)``
+            or ``(D, H, W, K)`` (``K`` modalities), batched ``(N, D, H, W)``,
+            ``(N, K, D, H, W)`` or ``(N, D, H, W, K)``.
+        input_type : {"auto", "logits", "probs", "unary", "labels"}, default "auto"
+            What ``scores`` holds (see :func:`scores_to_unary`); ``labels``
+            turns a label map into scores with :func:`labels_to_unary`.
+        num_classes : int, optional
+            ``input_type="labels"`` only, and required there: the number of
+            classes ``C``.
+        gt_prob : float, default 0.5
+            ``input_type="labels"`` only: the confidence in the labels, in (0, 1).
+        unknown_label : int, optional
+            ``input_type="labels"`` only: the value of unlabelled pixels,
+            which get a uniform unary.
+        spacing : (sz, sy, sx) floats, optional
+            The voxel size of a volume in physical units; giving it makes
+            ``scores`` a volume, and the kernels' spatial widths are then in
+            the same units.
 
         Returns
         -------
-        probs : (C, H, W) float32 ndarray, or (C, H, W) / (N, C, H, W) Tensor
-            Mean-field marginals; they sum to 1 over C.  See the class Notes
-            for which kind comes back.
+        probs : ndarray or Tensor, (C, ...) or (N, C, ...)
+            Mean-field marginals; they sum to 1 over C.  NumPy for NumPy
+            scores (float32), a Tensor for Tensor scores; see the class Notes.
 
         Raises
         ------
         ValueError
             NaN/inf scores, C < 2, spatial sizes or batch sizes that differ,
-            negative probabilities, or an image of an unsupported shape.
+            negative probabilities, labels outside ``[0, num_classes)``,
+            ``gt_prob`` outside (0, 1), a bad ``spacing``, an image of an
+            unsupported shape or whose channel count differs from
+            ``bilateral_srgb``.
+        TypeError
+            Non-float scores (non-integer labels), images that are neither
+            uint8 nor float.
         """
-        arr = self._check_scores(scores)
-        check_choice("input_type", input_type, INPUT_TYPES)
+        check_choice("input_type", input_type, REFINE_INPUT_TYPES)
+        spacing = check_spacing(spacing)
+        label_options = {"num_classes": num_classes, "gt_prob": gt_prob,
+                         "unknown_label": unknown_label}
+        tensor_in = is_tensor(scores)
+        arr, kind = self._check_scores(scores, input_type, spacing, label_options)
+        nsp = 2 if spacing is None else 3
+        single = arr.ndim == nsp + 1
+        batch = arr[None] if single else arr
+        img = self._image_batch(image, batch.shape[0], tuple(batch.shape[2:]), single)
         if self.backend == "torch":
-            return self._refine_torch(arr, image, input_type)
-        num_classes, height, width = arr.shape
-        img = prepare_image(image, height, width)
-        unary = scores_to_unary(arr, input_type, axis=0)
-        return self._refine_pydensecrf(unary, img)
+            probs = self._refine_torch(batch, kind, img, spacing)
+            probs = probs[0] if single else probs
+            return probs if tensor_in else probs.to(torch.float32).cpu().numpy()
+        unary = scores_to_unary(arr, kind, axis=0)
+        probs = self._refine_pydensecrf(unary, img, spacing)
+        return torch.from_numpy(probs).to(scores.device) if tensor_in else probs
 
-    def predict(self, scores: Any, image: Any, input_type: str = "auto") -> Any:
+    def predict(self, scores: Any, image: Any, input_type: str = "auto", **options: Any) -> Any:
         """Refined labels: the argmax over the classes of :meth:`refine`.
 
         Parameters
         ----------
-        scores : (C, H, W) or (N, C, H, W) float ndarray or Tensor
-            Class scores, channels first.
+        scores : ndarray or Tensor
+            Class scores, a binary map or labels, as for :meth:`refine`.
         image : ndarray or Tensor
-            The image(s), as for :meth:`refine`.
-        input_type : {"auto", "logits", "probs", "unary"}, default "auto"
+            The image(s) or volume(s), as for :meth:`refine`.
+        input_type : {"auto", "logits", "probs", "unary", "labels"}, default "auto"
             What ``scores`` holds.
+        **options
+            ``num_classes``, ``gt_prob``, ``unknown_label``, ``spacing``,
+            as for :meth:`refine`.
 
         Returns
         -------
-        labels : (H, W) int64 ndarray, or (H, W) / (N, H, W) int64 Tensor
+        labels : int64 ndarray or Tensor, (H, W), (D, H, W) or (N, ...)
             The same kind as :meth:`refine` returns.
         """
-        probs = self.refine(scores, image, input_type)
-        return probs.argmax(dim=-3) if is_tensor(probs) else probs.argmax(axis=0)
+        probs = self.refine(scores, image, input_type, **options)
+        axis = -3 if options.get("spacing") is None else -4
+        return probs.argmax(dim=axis) if is_tensor(probs) else probs.argmax(axis=axis)
 
-    def _refine_torch(self, scores: Any, image: Any, input_type: str) -> Any:
-        from crfseg.crf.mean_field import bilateral_features, mean_field
+    def _image_batch(self, image: Any, num: int, spatial: tuple[int, ...],
+                     single: bool) -> torch.Tensor:
+        """The image(s) as an ``(N, K, *spatial)`` Tensor, checked, in their own dtype."""
+        check_array("image", image)
+        volume = len(spatial) == 3
+        per_channel = isinstance(self.bilateral_srgb, tuple)
+        channels = len(self.bilateral_srgb) if per_channel else None
+        names = "D, H, W" if volume else "H, W"
+        if single:
+            if image.ndim == len(spatial):
+                image = image[..., None]
+            elif image.ndim != len(spatial) + 1:
+                forms = (f"({names}) or ({names}, K)" if volume or per_channel
+                         else "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
+                raise ValueError(f"image must be {forms}, got an array of shape "
+                                 f"{shape_of(image)}")
+            if tuple(image.shape[:-1]) != spatial:
+                raise ValueError(
+                    f"scores and image must have the same spatial size, got scores "
+                    f"({names}) = {spatial} and image ({names}) = {shape_of(image)[:-1]}")
+            image = self._check_channels(image, -1, volume)
+            img = prepare_image(image, warn_units=not (volume or per_channel))
+            return img.movedim(-1, 0)[None]
+        k = channels or 3
+        forms = f"(N, {k}, {names}) or (N, {names}, {k})"
+        if volume and k == 1:
+            forms = f"(N, D, H, W), {forms}"
+        if image.ndim not in (len(spatial) + 1, len(spatial) + 2) or (
+                image.ndim == len(spatial) + 1 and not volume):
+            raise ValueError(f"image must be {forms} for batched scores, got an array of shape "
+                             f"{shape_of(image)}")
+        shape = shape_of(image)
+        if image.ndim == len(spatial) + 1 and shape[1:] == spatial:
+            image = image[:, None]
+        elif shape[2:] == spatial and (not per_channel and volume or shape[1] == k):
+            pass
+        elif shape[1:-1] == spatial and (not per_channel and volume or shape[-1] == k):
+            image = image.movedim(-1, 1) if is_tensor(image) else np.moveaxis(image, -1, 1)
+        else:
+            raise ValueError(f"image must be {forms} with ({names}) = {spatial} like the "
+                             f"scores, got shape {shape}")
+        if image.shape[0] != num:
+            raise ValueError(f"scores and image must hold the same number of images, got "
+                             f"scores N={num} and image N={image.shape[0]}")
+        image = self._check_channels(image, 1, volume)
+        return prepare_image(image, warn_units=not (volume or per_channel))
+
+    def _check_channels(self, image: Any, axis: int, volume: bool) -> Any:
+        """Match the image's channels with ``bilateral_srgb``: gray and RGBA photos, or one each."""
+        k = image.shape[axis]
+        if isinstance(self.bilateral_srgb, tuple):
+            if k != len(self.bilateral_srgb):
+                raise ValueError(
+                    f"the image has K={k} channels but bilateral_srgb has "
+                    f"{len(self.bilateral_srgb)} values; give one value per channel (or one "
+                    f"number for every channel)")
+            return image
+        if volume:
+            return image
+        if k not in (1, 3, 4):
+            raise ValueError(
+                f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) with one number as "
+                f"bilateral_srgb, got shape {shape_of(image)}; give bilateral_srgb one value per "
+                f"channel ({k} values) for other channel counts, or transpose channels-first "
+                f"images to (H, W, C)")
+        if k == 1:
+            return image.repeat_interleave(3, axis) if is_tensor(image) else np.repeat(
+                image, 3, axis)
+        index = [slice(None)] * image.ndim
+        index[axis] = slice(0, 3)
+        return image[tuple(index)]
+
+    def _srgb(self, ndim: int, device: torch.device, dtype: torch.dtype) -> float | torch.Tensor:
+        """``bilateral_srgb`` shaped to divide ``(N, K, *spatial)`` images."""
+        if not isinstance(self.bilateral_srgb, tuple):
+            return self.bilateral_srgb
+        return torch.tensor(self.bilateral_srgb, device=device, dtype=dtype).reshape(
+            -1, *[1] * (ndim - 2))
+
+    def _kernel_features(self, image: torch.Tensor, spacing: tuple | None) -> torch.Tensor:
+        """The bilateral kernel's ``(N, d, *spatial)`` features: positions, then channels."""
+        from crfseg.crf.mean_field import bilateral_features, grid_features
+
+        srgb = self._srgb(image.ndim, image.device, image.dtype)
+        if spacing is None:
+            return bilateral_features(image, self.bilateral_sxy, srgb)
+        num, _, *spatial = image.shape
+        positions = grid_features(num, spatial, [self.bilateral_sxy / s for s in spacing],
+                                  device=image.device, dtype=image.dtype)
+        return torch.cat([positions, image / srgb], 1)
+
+    def _refine_torch(self, scores: Any, kind: str, image: torch.Tensor,
+                      spacing: tuple | None) -> torch.Tensor:
+        from crfseg.crf.mean_field import mean_field
 
         numpy_in = not is_tensor(scores)
         if self.device is not None:
@@ -478,79 +784,89 @@ class DenseCRF:
         else:
             device = scores.device
         batch = torch.from_numpy(np.ascontiguousarray(scores)) if numpy_in else scores.detach()
-        single = batch.ndim == 3
-        batch = batch[None] if single else batch
-        num, classes, height, width = batch.shape
-        if single:
-            img = torch.from_numpy(prepare_image(image, height, width)).permute(2, 0, 1)[None]
-        else:
-            img = prepare_image_batch(image, num, height, width)
-        kind = resolve_input_type(batch, input_type, axis=1)
+        num, classes, *spatial = batch.shape
+        kind = resolve_input_type(batch, kind, axis=1)
         # classes last and contiguous: the engine's layout, and a fast log-softmax
-        channels_last = batch.to(device).permute(0, 2, 3, 1).contiguous()
-        unary = scores_to_unary(channels_last, kind, axis=-1).permute(0, 3, 1, 2)
+        channels_last = batch.to(device).movedim(1, -1).contiguous()
+        unary = scores_to_unary(channels_last, kind, axis=-1).movedim(-1, 1)
         dtype = unary.dtype
-        img = img.to(device=device, dtype=dtype)
+        img = image.to(device=device, dtype=dtype)
 
         def compat(value: float | np.ndarray) -> torch.Tensor:
             return torch.as_tensor(compat_matrix(value, classes), dtype=dtype, device=device)
 
         kernels = [
-            (self._spatial_lattice(num, height, width, device, dtype),
+            (self._spatial_lattice(num, tuple(spatial), spacing, device, dtype),
              compat(self.gaussian_compat)),
-            (bilateral_features(img, self.bilateral_sxy, self.bilateral_srgb),
-             compat(self.bilateral_compat)),
+            (self._kernel_features(img, spacing), compat(self.bilateral_compat)),
         ]
         with torch.no_grad():
             refined = mean_field(unary.neg_(), kernels, self.n_iter, normalization="symmetric",
                                  deterministic=self.deterministic, log_probs=kind == "logits")
             # the softmax over the classes where they are contiguous in memory
-            channels_last = refined.permute(0, 2, 3, 1)
-            probs = torch.softmax(channels_last, -1).permute(0, 3, 1, 2).contiguous()
-        if not single:
-            return probs
-        if numpy_in:
-            return probs[0].to(torch.float32).cpu().numpy()
-        return probs[0]
+            return torch.softmax(refined.movedim(1, -1), -1).movedim(-1, 1).contiguous()
 
-    def _spatial_lattice(self, num: int, height: int, width: int, device: torch.device,
-                         dtype: torch.dtype) -> Any:
+    def _spatial_features(self, num: int, spatial: tuple[int, ...], spacing: tuple | None,
+                          device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The smoothness kernel's ``(N, d, *spatial)`` features."""
+        from crfseg.crf.mean_field import grid_features, spatial_features
+
+        if spacing is None:
+            return spatial_features(num, *spatial, self.gaussian_sxy, device=device, dtype=dtype)
+        return grid_features(num, spatial, [self.gaussian_sxy / s for s in spacing],
+                             device=device, dtype=dtype)
+
+    def _spatial_lattice(self, num: int, spatial: tuple[int, ...], spacing: tuple | None,
+                         device: torch.device, dtype: torch.dtype) -> Any:
         """The smoothness kernel's lattice, rebuilt only when the image size changes."""
-        from crfseg.crf.mean_field import spatial_features
         from crfseg.crf.lattice import PermutohedralLattice
 
-        key = (num, height, width, str(device), dtype, self.gaussian_sxy, self.deterministic)
+        key = (num, spatial, spacing, str(device), dtype, self.gaussian_sxy, self.deterministic)
         if self._spatial_cache is None or self._spatial_cache[0] != key:
-            features = spatial_features(num, height, width, self.gaussian_sxy, device=device,
-                                        dtype=dtype)
+            features = self._spatial_features(num, spatial, spacing, device, dtype)
+            features = features.reshape(num, features.shape[1], 1, -1) if spacing else features
             self._spatial_cache = (key, PermutohedralLattice(features,
                                                              deterministic=self.deterministic))
         return self._spatial_cache[1]
 
-    def _refine_pydensecrf(self, unary: np.ndarray, image: np.ndarray) -> np.ndarray:
+    def _refine_pydensecrf(self, unary: np.ndarray, image: torch.Tensor,
+                           spacing: tuple | None) -> np.ndarray:
         import pydensecrf.densecrf as dcrf
 
-        num_classes, height, width = unary.shape
-        crf = dcrf.DenseCRF2D(width, height, num_classes)
-        crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(num_classes, -1), dtype=np.float32))
-        crf.addPairwiseGaussian(sxy=self.gaussian_sxy,
-                                compat=_pydensecrf_compat(self.gaussian_compat))
+        num_classes, *spatial = unary.shape
+        flat_unary = np.ascontiguousarray(unary.reshape(num_classes, -1), dtype=np.float32)
+        gaussian_compat = _pydensecrf_compat(self.gaussian_compat)
         bilateral_compat = _pydensecrf_compat(self.bilateral_compat)
-        if image.dtype == np.uint8:
-            crf.addPairwiseBilateral(sxy=self.bilateral_sxy, srgb=self.bilateral_srgb,
-                                     rgbim=image, compat=bilateral_compat)
+        if spacing is None:
+            height, width = spatial
+            crf = dcrf.DenseCRF2D(width, height, num_classes)
+            crf.setUnaryEnergy(flat_unary)
+            crf.addPairwiseGaussian(sxy=self.gaussian_sxy, compat=gaussian_compat)
         else:
-            # Same features, in the same (x, y, r, g, b) order, as addPairwiseBilateral:
-            # the permutohedral lattice is not invariant to the order of the features.
-            yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-            features = np.concatenate([
-                np.stack([xx, yy]) / np.float32(self.bilateral_sxy),
-                np.moveaxis(image, 2, 0) / np.float32(self.bilateral_srgb),
-            ]).reshape(5, -1)
-            crf.addPairwiseEnergy(np.ascontiguousarray(features, dtype=np.float32),
-                                  compat=bilateral_compat)
+            crf = dcrf.DenseCRF(flat_unary.shape[1], num_classes)
+            crf.setUnaryEnergy(flat_unary)
+            positions = self._spatial_features(1, tuple(spatial), spacing, torch.device("cpu"),
+                                               torch.float32)
+            crf.addPairwiseEnergy(_flat_features(positions), compat=gaussian_compat)
+        if spacing is None and image.dtype == torch.uint8 and image.shape[1] == 3 \
+                and not isinstance(self.bilateral_srgb, tuple):
+            crf.addPairwiseBilateral(sxy=self.bilateral_sxy, srgb=self.bilateral_srgb,
+                                     rgbim=image[0].permute(1, 2, 0).contiguous().numpy(),
+                                     compat=bilateral_compat)
+        else:
+            # The features of addPairwiseBilateral, in its (x, y, channels) order (the
+            # permutohedral lattice is not invariant to the order of the features),
+            # computed by the torch backend's own function so that both see the same values.
+            features = self._kernel_features(image.to(torch.float32), spacing)
+            crf.addPairwiseEnergy(_flat_features(features), compat=bilateral_compat)
         q = crf.inference(self.n_iter)
-        return np.asarray(q, dtype=np.float32).reshape(num_classes, height, width)
+        return np.asarray(q, dtype=np.float32).reshape(num_classes, *spatial)
+
+
+def _flat_features(features: torch.Tensor) -> np.ndarray:
+    """pydensecrf's ``(d, P)`` C-contiguous float32 features of one ``(1, d, *spatial)`` Tensor."""
+    return np.ascontiguousarray(features[0].reshape(features.shape[1], -1).numpy(),
+                                dtype=np.float32)
 
 
 def _check_device(device: Any, backend: str) -> torch.device | None:

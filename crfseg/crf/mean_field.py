@@ -23,12 +23,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 
+from crfseg._validation import (
+    check_choice,
+    check_finite,
+    check_floating_dtype,
+    check_int,
+    is_tensor,
+    shape_of,
+)
 from crfseg.crf.lattice import (
-    PermutohedralLattice,
+    NORMALIZATIONS,
     LatticePattern,
+    PermutohedralLattice,
     blur,
     normalized_weights,
     slice_at_points,
@@ -36,7 +47,7 @@ from crfseg.crf.lattice import (
     stack_patterns,
 )
 
-__all__ = ["bilateral_features", "mean_field", "spatial_features"]
+__all__ = ["bilateral_features", "grid_features", "mean_field", "spatial_features"]
 
 Scale = float | torch.Tensor
 
@@ -59,51 +70,133 @@ def bilateral_features(image: torch.Tensor, sxy: Scale, srgb: Scale) -> torch.Te
     return torch.cat([position, image / srgb], 1)
 
 
+def grid_features(num: int, shape: Sequence[int], scales: Sequence[Scale], *,
+                  device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Positions on a pixel or voxel grid divided by their standard deviations.
+
+    Parameters
+    ----------
+    num : int
+        Batch size ``N``.
+    shape : sequence of int
+        The grid's spatial shape, e.g. ``(H, W)`` or ``(D, H, W)``.
+    scales : sequence of float or 0-d Tensor
+        One standard deviation per axis of ``shape``, in grid steps (divide a
+        physical standard deviation by the axis' spacing).
+    device, dtype
+        Of the result.
+
+    Returns
+    -------
+    features : (N, len(shape), *shape) Tensor
+        The coordinate along the last axis first (``x, y`` for images,
+        ``x, y, z`` for volumes, the order of densecrf's own features),
+        each divided by its scale; an expanded view (no copy per image).
+
+    Examples
+    --------
+    >>> f = grid_features(1, (2, 3), (1.0, 2.0))
+    >>> f.shape
+    torch.Size([1, 2, 2, 3])
+    >>> f[0, 0].tolist()  # x / 2
+    [[0.0, 0.5, 1.0], [0.0, 0.5, 1.0]]
+    """
+    check_int("num", num, low=1)
+    if len(scales) != len(shape):
+        raise ValueError(f"scales must hold one value per axis of shape {tuple(shape)}, "
+                         f"got {len(scales)}")
+    axes = torch.meshgrid(*[torch.arange(int(n), device=device, dtype=dtype) for n in shape],
+                          indexing="ij")
+    coords = [axis / scale for axis, scale in zip(axes, scales)]
+    return torch.stack(coords[::-1]).expand(num, len(shape), *shape)
+
+
 def mean_field(
     scores: torch.Tensor,
-    kernels: Sequence[tuple[torch.Tensor | PermutohedralLattice, torch.Tensor]],
-    n_iter: int,
+    kernels: Sequence[tuple[torch.Tensor | PermutohedralLattice, Any]],
+    n_iter: int = 5,
     *,
     normalization: str = "symmetric",
     deterministic: bool = False,
     log_probs: bool = False,
 ) -> torch.Tensor:
-    """Run mean field; return the last iteration's scores before the softmax.
+    """Mean field in a fully connected CRF with Gaussian kernels over any features.
+
+    The generic form of the dense CRF, like pydensecrf's ``DenseCRF`` class
+    with ``addPairwiseEnergy``: each kernel is a Gaussian over its own feature
+    vectors (already divided by their standard deviations), with its own
+    label compatibility.  Images, volumes and point sets of any dimension
+    are refined alike.
 
     Parameters
     ----------
-    scores : (N, C, H, W) float Tensor
-        ``-U``: logits or log-probabilities (the softmax ignores a constant
-        per pixel).
+    scores : (N, C, *spatial) float Tensor
+        ``-U``: logits or log-probabilities of ``C >= 2`` classes (the softmax
+        ignores a constant per point); ``spatial`` is any shape, e.g.
+        ``(H, W)`` or ``(D, H, W)``.
     kernels : sequence of (features or lattice, compat)
-        ``features`` ``(N, d, H, W)`` in the dtype of ``scores`` (positions
-        divided by their standard deviations), or a lattice already built on
-        them, and ``compat`` the ``(C, C)`` compatibility in the energy
-        convention.
-    n_iter : int
+        ``features`` ``(N, d, *spatial)`` in the dtype and on the device of
+        ``scores``, already divided by their standard deviations (e.g.
+        :func:`grid_features`), or a :class:`PermutohedralLattice` built on
+        them.  ``compat`` is the label compatibility in the energy
+        convention: a number ``w`` (Potts: agreeing neighbours are rewarded
+        by ``w``, pydensecrf's scalar ``compat``), a ``(C,)`` vector (one
+        Potts weight per class) or a ``(C, C)`` matrix ``μ[l, l']``, the
+        energy paid when labels ``l`` and ``l'`` meet, used as given
+        (pydensecrf symmetrises it).
+    n_iter : int, default 5
         Mean-field iterations; 0 returns ``scores`` itself.
-    normalization : {"symmetric", "before", "after", "none"}
-        Kernel normalisation (see :meth:`PermutohedralLattice.filter`).
-    deterministic : bool
+    normalization : {"symmetric", "before", "after", "none"}, default "symmetric"
+        Kernel normalisation (see :meth:`PermutohedralLattice.filter`);
+        densecrf's ``NORMALIZE_SYMMETRIC``, ``NORMALIZE_BEFORE``,
+        ``NORMALIZE_AFTER`` and ``NO_NORMALIZATION``.
+    deterministic : bool, default False
         Gather-based splat and slice (bitwise repeatable on CUDA).
-    log_probs : bool
-        ``scores`` are log-probabilities (every pixel's largest is at least
+    log_probs : bool, default False
+        ``scores`` are log-probabilities (every point's largest is at least
         ``-log C``), so inference without autograd needs no shift for a safe
         ``exp``.
 
     Returns
     -------
-    refined : (N, C, H, W) Tensor
+    refined : (N, C, *spatial) Tensor
         ``-U - sum_k (K_k Q) M_k^T`` with ``Q`` the marginals after
         ``n_iter - 1`` updates, so ``softmax(refined, 1)`` are the marginals
-        after ``n_iter``; differentiable in ``scores``, the compatibilities and
-        the features.
+        after ``n_iter`` (pydensecrf's ``inference(n_iter)``); differentiable
+        in ``scores``, the compatibilities and the features.
+
+    Raises
+    ------
+    TypeError
+        ``scores`` or a kernel's features are not floating-point tensors.
+    ValueError
+        Shapes that do not fit together, NaN or inf, ``C < 2``, an unknown
+        normalisation, a negative ``n_iter``.
+
+    References
+    ----------
+    P. Krähenbühl and V. Koltun, "Efficient Inference in Fully Connected CRFs
+    with Gaussian Edge Potentials", NIPS 2011.
+
+    Examples
+    --------
+    >>> import torch
+    >>> scores = torch.randn(1, 3, 4, 5, 6)  # (N, C, D, H, W)
+    >>> intensity = torch.rand(1, 1, 4, 5, 6) * 255
+    >>> positions = grid_features(1, (4, 5, 6), (3.0, 3.0, 3.0))
+    >>> kernels = [(positions, 3.0),
+    ...            (torch.cat([positions, intensity / 13.0], 1), 10.0)]
+    >>> probs = torch.softmax(mean_field(scores, kernels, n_iter=5), 1)
+    >>> probs.shape
+    torch.Size([1, 3, 4, 5, 6])
     """
+    _check_mean_field_inputs(scores, kernels, n_iter, normalization)
     if n_iter == 0 or not kernels:
         return scores
-    num, classes, height, width = scores.shape
+    num, classes, *spatial = scores.shape
     lattices = [source if isinstance(source, PermutohedralLattice)
-                else PermutohedralLattice(source, deterministic=deterministic)
+                else PermutohedralLattice(_image_layout(source), deterministic=deterministic)
                 for source, _ in kernels]
     pattern = stack_patterns([lat.pattern for lat in lattices])
     splat_w, slice_w = normalized_weights(
@@ -112,10 +205,10 @@ def mean_field(
     bounds = [0]
     for lat in lattices:
         bounds.append(bounds[-1] + lat.num_vertices)
-    transposed = [compat.to(scores.dtype).t() for _, compat in kernels]
+    transposed = [_compat_matrix(compat, classes, scores).t() for _, compat in kernels]
 
     # (P, C) with the classes contiguous: the layout every product and softmax below wants
-    unary = scores.permute(0, 2, 3, 1).reshape(num * height * width, classes).contiguous()
+    unary = scores.movedim(1, -1).reshape(-1, classes).contiguous()
     tracked = torch.is_grad_enabled() and (
         unary.requires_grad or splat_w.requires_grad
         or any(compat.requires_grad for compat in transposed))
@@ -128,7 +221,81 @@ def mean_field(
     else:
         refined = _mean_field_inference(unary, pattern, splat_w, slice_w, bounds, transposed,
                                         n_iter, log_probs)
-    return refined.reshape(num, height, width, classes).permute(0, 3, 1, 2)
+    return refined.reshape(num, *spatial, classes).movedim(-1, 1)
+
+
+def _image_layout(features: torch.Tensor) -> torch.Tensor:
+    """``(N, d, *spatial)`` features as the lattice's ``(N, d, H, W)``, points in the same order."""
+    if features.ndim == 4:
+        return features
+    return features.reshape(features.shape[0], features.shape[1], 1, -1)
+
+
+def _compat_matrix(compat: Any, classes: int, scores: torch.Tensor) -> torch.Tensor:
+    """The ``(C, C)`` energy-convention compatibility of a number, vector or matrix."""
+    value = compat if is_tensor(compat) else torch.as_tensor(np.asarray(compat, np.float64))
+    value = value.to(device=scores.device, dtype=scores.dtype)
+    if value.ndim == 0:
+        return -value * torch.eye(classes, device=scores.device, dtype=scores.dtype)
+    if value.ndim == 1:
+        return -torch.diag(value)
+    return value
+
+
+def _check_mean_field_inputs(scores: Any, kernels: Any, n_iter: Any, normalization: str) -> None:
+    """Validate :func:`mean_field`'s arguments, cheaply: shapes, dtypes, finiteness."""
+    if not is_tensor(scores):
+        raise TypeError(f"scores must be a torch tensor, got {type(scores).__name__}")
+    check_floating_dtype("scores", scores)
+    if scores.ndim < 3:
+        raise ValueError(f"scores must be (N, C, *spatial) with at least one spatial axis, got "
+                         f"shape {shape_of(scores)}")
+    num, classes, *spatial = shape_of(scores)
+    if classes < 2:
+        raise ValueError(f"scores must have at least 2 classes (C >= 2), got C={classes}")
+    check_int("n_iter", n_iter, low=0)
+    check_choice("normalization", normalization, NORMALIZATIONS)
+    if isinstance(kernels, (str, bytes)) or not isinstance(kernels, Sequence):
+        raise TypeError(f"kernels must be a list of (features, compat) pairs, "
+                        f"got {type(kernels).__name__}")
+    points = num * math.prod(spatial)
+    for k, kernel in enumerate(kernels):
+        if not isinstance(kernel, (tuple, list)) or len(kernel) != 2:
+            raise TypeError(f"kernels[{k}] must be a (features, compat) pair, got {kernel!r:.60}")
+        source, compat = kernel
+        if isinstance(source, PermutohedralLattice):
+            if source.num_points != points or source.device != scores.device:
+                raise ValueError(
+                    f"kernels[{k}] is a lattice of {source.num_points} points on "
+                    f"{source.device}, but the scores have N * prod(spatial) = {points} points "
+                    f"on {scores.device}")
+        else:
+            if not is_tensor(source):
+                raise TypeError(f"kernels[{k}] features must be a torch tensor or a "
+                                f"PermutohedralLattice, got {type(source).__name__}")
+            check_floating_dtype(f"kernels[{k}] features", source)
+            if (source.ndim != scores.ndim or source.shape[0] != num
+                    or tuple(source.shape[2:]) != tuple(spatial) or source.shape[1] < 1):
+                raise ValueError(
+                    f"kernels[{k}] features must be (N, d, *spatial) = ({num}, d, "
+                    f"{', '.join(map(str, spatial))}) like the scores, got shape "
+                    f"{shape_of(source)}")
+            if source.device != scores.device:
+                raise ValueError(f"kernels[{k}] features are on {source.device} but the scores "
+                                 f"are on {scores.device}")
+        shape = tuple(compat.shape) if is_tensor(compat) else np.shape(compat)
+        if shape not in ((), (classes,), (classes, classes)):
+            raise ValueError(f"kernels[{k}] compat must be a number, a (C,) vector or a (C, C) "
+                             f"matrix with C={classes}, got shape {shape}")
+        if not is_tensor(compat):
+            try:
+                check_finite(f"kernels[{k}] compat", np.asarray(compat, dtype=np.float64))
+            except (TypeError, ValueError) as exc:
+                if "non-finite" in str(exc):
+                    raise
+                raise TypeError(f"kernels[{k}] compat must be numeric, got {compat!r:.60}") \
+                    from None
+    check_finite("scores", scores)
 
 
 def _compatibility(vertex_values: torch.Tensor, bounds: list[int],

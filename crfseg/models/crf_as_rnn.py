@@ -13,7 +13,6 @@ settings reproduces DenseCRF's marginals.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import torch
@@ -29,8 +28,9 @@ from crfseg._validation import (
     is_tensor,
     shape_of,
 )
-from crfseg.crf.mean_field import bilateral_features, mean_field, spatial_features
+from crfseg.crf.dense import prepare_image
 from crfseg.crf.lattice import NORMALIZATIONS
+from crfseg.crf.mean_field import bilateral_features, mean_field, spatial_features
 
 __all__ = ["CRFasRNN", "CRFWrapped", "with_crf"]
 
@@ -77,10 +77,12 @@ class CRFasRNN(nn.Module):
         ignores the jumps where one changes simplex (as densecrf's own
         kernel gradient does).
     normalization : {"symmetric", "before", "after", "none"}, default "symmetric"
-        Kernel normalisation, keyword only (densecrf's default is symmetric).
+        Kernel normalisation (densecrf's default is symmetric).
     deterministic : bool, default False
-        Keyword only.  Gather-based splat and slice, bitwise repeatable on
-        CUDA (CPU results are repeatable either way).
+        Gather-based splat and slice, bitwise repeatable on CUDA (CPU
+        results are repeatable either way).
+
+    Every setting after ``num_classes`` is keyword-only.
 
     Attributes
     ----------
@@ -115,6 +117,7 @@ class CRFasRNN(nn.Module):
     def __init__(
         self,
         num_classes: int,
+        *,
         n_iter: int = 5,
         eval_n_iter: int | None = None,
         theta_alpha: float = 80.0,
@@ -125,7 +128,6 @@ class CRFasRNN(nn.Module):
         learn_compatibility: bool = True,
         learn_kernel_weights: bool = True,
         learn_thetas: bool = False,
-        *,
         normalization: str = "symmetric",
         deterministic: bool = False,
     ) -> None:
@@ -194,22 +196,10 @@ class CRFasRNN(nn.Module):
             raise ValueError(
                 f"image must match the logits' batch and spatial size (N, 3, H, W) = "
                 f"({num}, 3, {height}, {width}), got shape {shape_of(image)}")
-        if image.dtype == torch.bool or not (image.is_floating_point()
-                                             or image.dtype == torch.uint8):
-            raise TypeError(f"image must be uint8 or a float tensor in 0-255 units, "
-                            f"got {image.dtype}")
         for name, x in (("logits", logits), ("image", image)):
             if x.is_floating_point() and not bool(torch.isfinite(x).all()):
                 raise ValueError(f"{name} contains non-finite values (NaN or inf)")
-        if image.is_floating_point():
-            low, high = float(image.min()), float(image.max())
-            if low < 0 or high > 255:
-                warnings.warn(f"image values span [{low:.3g}, {high:.3g}], outside 0-255; "
-                              "theta_beta assumes 0-255 units", stacklevel=3)
-            elif high <= 1.0:
-                warnings.warn("image values all lie in [0, 1]; theta_beta assumes 0-255 "
-                              "units, multiply by 255 if this is a normalised image",
-                              stacklevel=3)
+        prepare_image(image, integers=False)
 
     def forward(self, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Refine ``logits`` with mean field over the image's dense CRF.
