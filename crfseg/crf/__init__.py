@@ -1,8 +1,9 @@
 """Conditional random fields: the fully connected DenseCRF and pairwise grid CRFs."""
 
-from crfseg.crf.dense import DenseCRF, scores_to_unary
+from crfseg.crf.dense import DenseCRF, labels_to_unary, scores_to_unary
 from crfseg.crf.grid import GridCRF, GridCRFResult, maxflow
 from crfseg.crf.lattice import PermutohedralLattice
+from crfseg.crf.mean_field import grid_features, mean_field  # the function shadows its module
 from crfseg.crf.pairwise import (
     Pairwise,
     contrast_weights,
@@ -13,6 +14,9 @@ from crfseg.crf.pairwise import (
 
 __all__ = [
     "DenseCRF",
+    "grid_features",
+    "labels_to_unary",
+    "mean_field",
     "scores_to_unary",
     "GridCRF",
     "GridCRFResult",
