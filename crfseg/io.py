@@ -33,6 +33,8 @@ __all__ = [
     "write_panel",
     "write_json",
     "write_bytes",
+    "read_crf_params",
+    "write_crf_params",
     "colorize",
     "labels_fit_png",
     "SCORE_LAYOUTS",
@@ -630,3 +632,82 @@ def write_panel(path: PathLike, image: Any, label_maps: Sequence[Any],
         row += [gap, tile]
     return write_image(path, np.concatenate(row, axis=1))
 
+
+#: ``kind`` of a DenseCRF parameter file, and the version this crfseg writes and reads.
+CRF_PARAMS_KIND = "crfseg.dense_crf_params"
+CRF_PARAMS_VERSION = 1
+#: The keys of a DenseCRF parameter file (besides ``kind`` and ``version``).
+CRF_PARAMS_KEYS = ("crf", "n_iter", "gaussian_sxy", "gaussian_compat", "bilateral_sxy",
+                   "bilateral_srgb", "bilateral_compat", "unary_scale")
+
+
+def write_crf_params(path: PathLike, params: dict[str, Any]) -> Path:
+    """Write DenseCRF parameters (as :func:`crfseg.crf.tune_dense_crf` finds them) to JSON.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file.
+    params : dict
+        Exactly the keys of ``CRF_PARAMS_KEYS``: ``crf`` (``"dense"``, or
+        ``"none"`` when no CRF helps) and the numbers.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file, ``{"kind": "crfseg.dense_crf_params", "version": 1, ...}``.
+    """
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict, got {type(params).__name__}")
+    _check_crf_param_keys(params, "params")
+    return write_json(path, {"kind": CRF_PARAMS_KIND, "version": CRF_PARAMS_VERSION,
+                             **{key: params[key] for key in CRF_PARAMS_KEYS}})
+
+
+def read_crf_params(path: PathLike) -> dict[str, Any]:
+    """Read a DenseCRF parameter file written by :func:`write_crf_params`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A JSON file with ``"kind": "crfseg.dense_crf_params"`` and ``"version": 1``.
+
+    Returns
+    -------
+    dict
+        The parameters, without ``kind`` and ``version`` (values unchecked:
+        :class:`crfseg.crf.DenseCRFParams` checks them).
+
+    Raises
+    ------
+    ValueError
+        Not JSON, not crfseg's parameter file, another version, or keys
+        missing or unknown.
+    """
+    import json
+
+    p = _existing_file(path, "CRF parameter")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"CRF parameter file {p} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("kind") != CRF_PARAMS_KIND:
+        kind = data.get("kind") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{p} is not a crfseg DenseCRF parameter file: expected \"kind\": "
+                         f"\"{CRF_PARAMS_KIND}\", got {kind!r} (write one with crfseg tune)")
+    if data.get("version") != CRF_PARAMS_VERSION:
+        raise ValueError(f"{p} has version {data.get('version')!r}; this crfseg reads version "
+                         f"{CRF_PARAMS_VERSION}")
+    params = {k: v for k, v in data.items() if k not in ("kind", "version")}
+    _check_crf_param_keys(params, str(p))
+    return params
+
+
+def _check_crf_param_keys(params: dict[str, Any], source: str) -> None:
+    unknown = sorted(set(params) - set(CRF_PARAMS_KEYS))
+    if unknown:
+        raise ValueError(f"{source} has unknown keys {unknown}; the keys are "
+                         f"{list(CRF_PARAMS_KEYS)}")
+    missing = [key for key in CRF_PARAMS_KEYS if key not in params]
+    if missing:
+        raise ValueError(f"{source} lacks the keys {missing}")

@@ -176,6 +176,33 @@ def make_dataset(config: dict[str, Any], root: str | None, split: str, training:
     return get_dataset(section["name"], root=root, split=split, transforms=transforms, **options)
 
 
+def class_weighted_loss(config: dict[str, Any], root: str | None) -> Any:
+    """Cross-entropy weighted by the ``train`` section's ``class_weights`` (None: unweighted).
+
+    ``class_weights`` is a list of ``C`` weights, or a method of
+    :func:`crfseg.losses.class_weights_from_labels` (``"median"``, ``"inverse"``,
+    ``"inverse_sqrt"``) computed from the training split's labels.
+    """
+    from crfseg.losses import class_weights_from_labels, cross_entropy
+
+    spec = config["train"].get("class_weights")
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        section = config["dataset"]
+        data = get_dataset(section["name"], root=root, split=section["train_split"],
+                           **section.get("options", {}))
+        labels = [data[i][1] for i in range(len(data))]
+        weights = class_weights_from_labels(labels, data.num_classes, method=spec)
+    else:
+        weights = torch.as_tensor(spec, dtype=torch.float64)
+
+    def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return cross_entropy(logits, target, class_weights=weights.to(logits.device))
+
+    return loss_fn
+
+
 def _stage_checkpoint(output: Path, stage: str) -> Path:
     return output / stage / "last.pt"
 
@@ -310,7 +337,7 @@ def _train(config: dict[str, Any], args: argparse.Namespace) -> int:
         if args.stage == "cnn":
             io.write_json(resolved, config)
     result = train(
-        model, data,
+        model, data, loss_fn=class_weighted_loss(config, args.data_root),
         max_steps=settings["max_steps"], batch_size=settings["batch_size"],
         optimizer=settings.get("optimizer", "sgd"), lr=settings["lr"],
         momentum=settings.get("momentum", 0.9), weight_decay=settings.get("weight_decay", 1e-4),

@@ -31,6 +31,7 @@ SUBCOMMANDS = (
     "predict",
     "split_merge",
     "grid",
+    "tune",
 )
 
 

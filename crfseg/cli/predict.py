@@ -18,6 +18,7 @@ from crfseg.cli._batch import (
     run_batch,
     select_pairs,
 )
+from crfseg.cli.tune import add_params_argument, read_params
 from crfseg.cli._common import (
     IMAGE_EXTENSIONS,
     PALETTE_CHOICES,
@@ -42,6 +43,7 @@ class PredictJob:
     tile: int | None
     overlap: int | None
     palette: np.ndarray | None
+    params: Any = None  # DenseCRFParams of --params, replacing crf_options' kernels
 
 
 def _predict_one(job: PredictJob) -> dict[str, Any]:
@@ -54,7 +56,9 @@ def _predict_one(job: PredictJob) -> dict[str, Any]:
         image = image[:, :, 0]  # a gray file, which read_image repeated to RGB
     start = time.perf_counter()
     logits = predict_logits(job.model, image, tile=job.tile, overlap=job.overlap)
-    if job.crf_options is not None:
+    if job.crf_options is not None and job.params is not None:
+        labels = job.params.refine(logits, image, "logits", backend="pydensecrf").argmax(axis=0)
+    elif job.crf_options is not None:
         labels = DenseCRF(**job.crf_options).predict(logits, image, input_type="logits")
     else:
         labels = logits.argmax(axis=0)
@@ -89,6 +93,7 @@ def add_parser(subparsers: Any) -> None:
                    help="label PNG colours (default: the checkpoint's palette, if any)")
     p.add_argument("--shard", help="process only shard K of N (K/N, 0 <= K < N) in folder mode")
     add_crf_arguments(p)
+    add_params_argument(p)
     p.set_defaults(func=run)
 
 
@@ -111,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     from crfseg.models import load_checkpoint
 
     options = crf_options(args) if args.crf == "dense" else None
+    params = read_params(args)
+    if params is not None and options is None:
+        raise ValueError("--params applies to the dense CRF: give --crf dense as well")
     shard = parse_shard(args.shard)
     _check_options(args)
     pairs = pair_inputs(args.image, None, "--image", "", IMAGE_EXTENSIONS, ())
@@ -124,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     for stem, image, _ in pairs:
         output, logits = output_paths(outputs, folder_mode, stem)
         jobs.append(PredictJob(stem, image, model, output, logits, options, args.tile,
-                               args.overlap, colours))
+                               args.overlap, colours, params))
     start = time.perf_counter()
     report = run_batch(_predict_one, jobs, [j.name for j in jobs], desc="predict")
     elapsed = time.perf_counter() - start

@@ -20,6 +20,7 @@ from crfseg.cli._batch import (
     run_batch,
     select_pairs,
 )
+from crfseg.cli.tune import add_params_argument, read_params
 from crfseg.cli._common import (
     IMAGE_EXTENSIONS,
     PALETTE_CHOICES,
@@ -51,6 +52,7 @@ class RefineJob:
     num_classes: int | None
     ignore_index: int
     palette: np.ndarray | None
+    params: Any = None  # DenseCRFParams of --params, replacing crf_options' kernels
 
 
 def _refine_one(job: RefineJob) -> dict[str, Any]:
@@ -61,9 +63,12 @@ def _refine_one(job: RefineJob) -> dict[str, Any]:
 
     image = io.read_image(job.image)
     scores = io.read_scores(job.unary, image_shape=image.shape, layout=job.layout, key=job.key)
-    crf = DenseCRF(**job.crf_options)
     start = time.perf_counter()
-    probs = crf.refine(scores, image, input_type=job.input_type)
+    if job.params is not None:
+        engine = {k: job.crf_options[k] for k in ("backend", "device") if k in job.crf_options}
+        probs = job.params.refine(scores, image, job.input_type, **engine)
+    else:
+        probs = DenseCRF(**job.crf_options).refine(scores, image, input_type=job.input_type)
     seconds = time.perf_counter() - start
     labels = probs.argmax(axis=0).astype(np.int64)
     result: dict[str, Any] = {"name": job.name, "seconds": seconds, "shape": scores.shape}
@@ -110,6 +115,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes in folder mode (1)")
     p.add_argument("--shard", help="process only shard K of N (K/N, 0 <= K < N) in folder mode")
     add_crf_arguments(p)
+    add_params_argument(p)
     p.add_argument("--backend", default="pydensecrf", choices=("pydensecrf", "torch", "auto"),
                    help="inference engine: pydensecrf (CPU), torch (PyTorch lattice, any "
                         "device), auto (torch when CUDA is available) (pydensecrf)")
@@ -135,6 +141,7 @@ def _ground_truths(args: argparse.Namespace, pairs: list[tuple[str, Path, Path |
 def run(args: argparse.Namespace) -> int:
     """Refine every (scores, image) pair; print one summary line; return the exit code."""
     options = crf_options(args)
+    params = read_params(args)
     shard = parse_shard(args.shard)
     colours = palette(args.palette)
     pairs = pair_inputs(args.unary, args.image, "--unary", "--image", SCORE_EXTENSIONS,
@@ -152,14 +159,15 @@ def run(args: argparse.Namespace) -> int:
         output, probs, overlay = output_paths(outputs, folder_mode, stem)
         jobs.append(RefineJob(stem, unary, image, gts.get(stem), output, probs, overlay, options,
                               args.input_type, args.layout, args.key, args.num_classes,
-                              args.ignore_index, colours))
+                              args.ignore_index, colours, params))
     start = time.perf_counter()
     report = run_batch(_refine_one, jobs, [j.name for j in jobs], workers=args.workers,
                        desc="refine")
     elapsed = time.perf_counter() - start
     if not folder_mode and report.failures:
         return report.single_file_error("refine")
-    print(_summary(report, elapsed, options["n_iter"], folder_mode, jobs))
+    n_iter = options["n_iter"] if params is None else params.n_iter
+    print(_summary(report, elapsed, n_iter, folder_mode, jobs))
     report.print_failures("refine")
     return report.exit_code
 

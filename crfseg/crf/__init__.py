@@ -4,6 +4,7 @@ from crfseg.crf.dense import DenseCRF, labels_to_unary, scores_to_unary
 from crfseg.crf.grid import GridCRF, GridCRFResult, maxflow
 from crfseg.crf.lattice import PermutohedralLattice
 from crfseg.crf.mean_field import grid_features, mean_field  # the function shadows its module
+from crfseg.crf.tune import DenseCRFParams, TuneResult, tune_dense_crf
 from crfseg.crf.pairwise import (
     Pairwise,
     contrast_weights,
@@ -27,4 +28,7 @@ __all__ = [
     "potts",
     "truncated_linear",
     "truncated_quadratic",
+    "DenseCRFParams",
+    "TuneResult",
+    "tune_dense_crf",
 ]

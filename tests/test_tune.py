@@ -1,0 +1,282 @@
+"""DenseCRF parameter search: ``tune_dense_crf``, ``DenseCRFParams``, their file, ``crfseg tune``."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from crfseg import io
+from crfseg.cli import main
+from crfseg.crf import DenseCRF, DenseCRFParams, tune_dense_crf
+from crfseg.crf.dense import scores_to_unary
+from crfseg.metrics import confusion_matrix, mean_iou
+
+
+def _scenes(count=3, shape=(18, 24), noise=1.2, seed=0):
+    """Images whose class boundaries are colour edges, and noisy logits of the true labels."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    images, labels, logits = [], [], []
+    for index in range(count):
+        label = np.zeros(shape, dtype=np.int64)
+        label[:, w // 3 + index:] = 1
+        label[h // 2:, 2 * w // 3:] = 2
+        colours = np.array([[30, 30, 30], [200, 60, 60], [60, 60, 200]])
+        image = np.clip(colours[label] + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+        onehot = np.eye(3)[label].transpose(2, 0, 1)
+        logits.append((2.0 * onehot + rng.normal(0, noise, (3, h, w))).astype(np.float32))
+        images.append(image)
+        labels.append(label)
+    return logits, images, labels
+
+
+def _miou(predictions, labels, num_classes=3):
+    matrix = sum(confusion_matrix(p, t, num_classes) for p, t in zip(predictions, labels))
+    return mean_iou(matrix)
+
+
+def test_tune_beats_no_crf_and_reports_every_trial():
+    logits, images, labels = _scenes()
+    result = tune_dense_crf(logits, images, labels, trials=6, seed=1, progress=False)
+    assert len(result.trials) == 6
+    assert [row["trial"] for row in result.trials] == list(range(6))
+    assert result.miou_no_crf == pytest.approx(_miou([s.argmax(0) for s in logits], labels))
+    # trial 0 is DenseCRF's defaults, scored by the library's own DenseCRF
+    crf = DenseCRF(backend="torch", device="cpu")
+    defaults = _miou([crf.predict(s, im) for s, im in zip(logits, images)], labels)
+    assert result.miou_defaults == pytest.approx(defaults, abs=1e-9)
+    assert result.trials[0]["bilateral_sxy"] == 80.0 and result.trials[0]["n_iter"] == 5
+    assert result.params.crf == "dense"
+    assert result.miou_best == max(row["miou"] for row in result.trials)
+    assert result.miou_best > result.miou_no_crf
+    # the best parameters give the reported score again
+    best = _miou([result.params.refine(s, im).argmax(0) for s, im in zip(logits, images)], labels)
+    assert best == pytest.approx(result.miou_best, abs=1e-9)
+    table = result.table(top=3)
+    assert len(table.splitlines()) == 1 + 3 + 3 and "mIoU no CRF" in table
+
+
+def test_tune_recommends_no_crf_when_nothing_beats_the_scores():
+    logits, images, labels = _scenes(noise=0.0)  # argmax already perfect
+    result = tune_dense_crf(logits, images, labels, trials=3, progress=False)
+    assert result.miou_no_crf == 1.0
+    assert result.params == DenseCRFParams(crf="none")
+    assert result.miou_best == result.miou_no_crf
+    assert "no trial beat the scores alone" in result.table()
+
+
+def test_tune_is_repeatable_and_batching_does_not_change_scores():
+    logits, images, labels = _scenes(count=4)
+    one = tune_dense_crf(logits, images, labels, trials=4, seed=3, batch_size=1, progress=False)
+    four = tune_dense_crf(np.stack(logits), np.stack(images), np.stack(labels), trials=4, seed=3,
+                          batch_size=4, progress=False)
+    for a, b in zip(one.trials, four.trials):
+        assert a["bilateral_srgb"] == b["bilateral_srgb"]
+        assert a["miou"] == pytest.approx(b["miou"], abs=1e-6)
+
+
+def test_tune_mixes_image_sizes_and_seeds_initial_candidates():
+    small = _scenes(count=2, shape=(12, 16))
+    large = _scenes(count=1, shape=(20, 14), seed=5)
+    logits, images, labels = (a + b for a, b in zip(small, large))
+    seed = DenseCRFParams(n_iter=2, bilateral_sxy=10, bilateral_srgb=5, bilateral_compat=4)
+    result = tune_dense_crf(logits, images, labels, trials=2, initial=[seed], progress=False)
+    assert result.trials[1]["bilateral_sxy"] == 10 and result.trials[1]["n_iter"] == 2
+
+
+def test_tune_agrees_with_pydensecrf_backend():
+    logits, images, labels = _scenes(count=2)
+    torch_result = tune_dense_crf(logits, images, labels, trials=1, progress=False)
+    peer = tune_dense_crf(logits, images, labels, trials=1, backend="pydensecrf", batch_size=1,
+                          progress=False)
+    assert peer.miou_defaults == pytest.approx(torch_result.miou_defaults, abs=0.02)
+
+
+def test_unary_scale_is_a_temperature_on_logits():
+    logits, images, _ = _scenes(count=1)
+    params = DenseCRFParams(n_iter=3, unary_scale=2.5)
+    expected = DenseCRF(n_iter=3, backend="torch", device="cpu").refine(2.5 * logits[0],
+                                                                          images[0])
+    np.testing.assert_allclose(params.refine(logits[0], images[0], device="cpu"), expected,
+                               atol=1e-5)
+    none = DenseCRFParams(crf="none", unary_scale=2.0).refine(logits[0], images[0])
+    reference = torch.softmax(torch.from_numpy(2.0 * logits[0]), 0).numpy()
+    np.testing.assert_allclose(none, reference, atol=1e-6)
+    batch = DenseCRFParams(crf="none").refine(torch.from_numpy(np.stack(logits)), None)
+    assert batch.shape == (1, 3, 18, 24)
+    np.testing.assert_allclose(batch.sum(1).numpy(), 1.0, atol=1e-6)
+
+
+def test_params_file_round_trip(tmp_path):
+    params = DenseCRFParams(n_iter=3, bilateral_sxy=20.5, unary_scale=1.75)
+    path = params.write(tmp_path / "params.json")
+    data = json.loads(path.read_text())
+    assert data["kind"] == "crfseg.dense_crf_params" and data["version"] == 1
+    assert DenseCRFParams.read(path) == params
+
+
+@pytest.mark.parametrize("content, match", [
+    ("not json", "is not valid JSON"),
+    ('{"kind": "something.else", "version": 1}', "is not a crfseg DenseCRF parameter file"),
+    ("[1, 2]", "is not a crfseg DenseCRF parameter file"),
+    ('{"kind": "crfseg.dense_crf_params", "version": 7}', "has version 7"),
+])
+def test_read_crf_params_rejects_foreign_files(tmp_path, content, match):
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=match):
+        io.read_crf_params(path)
+
+
+def test_read_crf_params_rejects_unknown_and_missing_keys(tmp_path):
+    data = {"kind": "crfseg.dense_crf_params", "version": 1, **DenseCRFParams().to_dict()}
+    (tmp_path / "extra.json").write_text(json.dumps({**data, "theta": 3}))
+    with pytest.raises(ValueError, match=r"unknown keys \['theta'\]"):
+        io.read_crf_params(tmp_path / "extra.json")
+    del data["n_iter"]
+    (tmp_path / "missing.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"lacks the keys \['n_iter'\]"):
+        io.read_crf_params(tmp_path / "missing.json")
+    with pytest.raises(FileNotFoundError, match="CRF parameter file not found"):
+        io.read_crf_params(tmp_path / "absent.json")
+    with pytest.raises(TypeError, match="params must be a dict"):
+        io.write_crf_params(tmp_path / "x.json", [1])
+    with pytest.raises(ValueError, match=r"params lacks the keys"):
+        io.write_crf_params(tmp_path / "x.json", {"crf": "dense"})
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"crf": "grid"}, ValueError, "crf"),
+    ({"n_iter": -1}, ValueError, "n_iter"),
+    ({"bilateral_srgb": 0}, ValueError, "bilateral_srgb"),
+    ({"unary_scale": -2.0}, ValueError, "unary_scale"),
+    ({"gaussian_compat": -1.0}, ValueError, "gaussian_compat"),
+    ({"bilateral_sxy": "wide"}, TypeError, "bilateral_sxy"),
+])
+def test_params_reject_bad_values(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        DenseCRFParams(**kwargs)
+
+
+def test_params_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match=r"unknown DenseCRF parameters \['theta'\]"):
+        DenseCRFParams.from_dict({"theta": 1.0})
+    with pytest.raises(TypeError, match="data must be a dict"):
+        DenseCRFParams.from_dict([("n_iter", 2)])
+
+
+def test_tune_errors():
+    logits, images, labels = _scenes(count=2)
+    bad = [labels[0], np.full_like(labels[1], 7)]
+    with pytest.raises(ValueError, match=r"labels\[1\] holds label 7, outside 0..2 and not "
+                                         r"ignore_index=255"):
+        tune_dense_crf(logits, images, bad, trials=1, progress=False)
+    ignored = [labels[0], np.full_like(labels[1], 255)]
+    assert tune_dense_crf(logits, images, ignored, trials=1, progress=False).trials
+    with pytest.raises(ValueError, match="must hold as many items, got 2, 1 and 2"):
+        tune_dense_crf(logits, images[:1], labels, trials=1, progress=False)
+    with pytest.raises(ValueError, match="scores is empty"):
+        tune_dense_crf([], [], [], progress=False)
+    with pytest.raises(TypeError, match="scores must be a list of arrays"):
+        tune_dense_crf(3.0, images, labels, progress=False)
+    with pytest.raises(ValueError, match=r"scores\[0\] must be \(C, H, W\)"):
+        tune_dense_crf([logits[0][0]], images[:1], labels[:1], progress=False)
+    with pytest.raises(ValueError, match=r"scores\[0\] has 3 classes, expected num_classes=4"):
+        tune_dense_crf(logits, images, labels, num_classes=4, progress=False)
+    with pytest.raises(ValueError, match=r"labels\[0\] has shape \(18, 23\)"):
+        tune_dense_crf(logits, images, [labels[0][:, :-1], labels[1]], progress=False)
+    with pytest.raises(ValueError, match=r"images\[1\] has shape \(18, 20, 3\)"):
+        tune_dense_crf(logits, [images[0], images[1][:, :20]], labels, progress=False)
+    with pytest.raises(TypeError, match=r"labels\[0\]"):
+        tune_dense_crf(logits, images, [labels[0].astype(float), labels[1]], progress=False)
+    with pytest.raises(ValueError, match="trials"):
+        tune_dense_crf(logits, images, labels, trials=0, progress=False)
+    with pytest.raises(ValueError, match="batch_size=1"):
+        tune_dense_crf(logits, images, labels, backend="pydensecrf", progress=False)
+    with pytest.raises(TypeError, match=r"initial\[0\] must be a DenseCRFParams"):
+        tune_dense_crf(logits, images, labels, initial=[{"n_iter": 2}], progress=False)
+
+
+# ---------------------------------------------------------------- command line
+
+def _folders(tmp_path, count=3, noise=1.2):
+    logits, images, labels = _scenes(count=count, noise=noise)
+    for folder in ("scores", "images", "gt"):
+        (tmp_path / folder).mkdir()
+    for index, (score, image, label) in enumerate(zip(logits, images, labels)):
+        np.save(tmp_path / "scores" / f"f{index}.npy", score)
+        io.write_image(tmp_path / "images" / f"f{index}.png", image)
+        io.write_labels(tmp_path / "gt" / f"f{index}.png", label)
+    return logits, images, labels
+
+
+def _tune_args(tmp_path, *extra):
+    return ["tune", "--unary", str(tmp_path / "scores"), "--image", str(tmp_path / "images"),
+            "--gt", str(tmp_path / "gt"), "--num-classes", "3", "--no-progress",
+            "-o", str(tmp_path / "params.json"), *extra]
+
+
+def test_cli_tune_then_refine_with_params(tmp_path, capsys):
+    logits, images, labels = _folders(tmp_path)
+    code = main(_tune_args(tmp_path, "--trials", "4", "--seed", "2", "--report",
+                           str(tmp_path / "report.json")))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.startswith("tuned on 3 images, 4 trials in ")
+    assert "mIoU no CRF" in out and "mIoU defaults" in out and "best: n_iter=" in out
+    params = DenseCRFParams.read(tmp_path / "params.json")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert len(report["trials"]) == 4 and report["params"] == params.to_dict()
+    expected = tune_dense_crf(logits, images, labels, trials=4, seed=2, progress=False)
+    assert params == expected.params
+
+    code = main(["refine", "--unary", str(tmp_path / "scores"), "--image",
+                 str(tmp_path / "images"), "--output-dir", str(tmp_path / "out"), "--params",
+                 str(tmp_path / "params.json"), "--backend", "torch", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    for index, (score, image) in enumerate(zip(logits, images)):
+        np.testing.assert_array_equal(io.read_labels(tmp_path / "out" / f"f{index}.png"),
+                                      params.refine(score, image, device="cpu").argmax(0))
+
+
+def test_cli_refine_with_no_crf_params_keeps_the_argmax(tmp_path, capsys):
+    logits, images, _ = _folders(tmp_path, count=1)
+    DenseCRFParams(crf="none").write(tmp_path / "none.json")
+    code = main(["refine", "--unary", str(tmp_path / "scores" / "f0.npy"), "--image",
+                 str(tmp_path / "images" / "f0.png"), "-o", str(tmp_path / "o.png"),
+                 "--params", str(tmp_path / "none.json")])
+    assert code == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(io.read_labels(tmp_path / "o.png"), logits[0].argmax(0))
+
+
+def test_cli_tune_user_errors_exit_2(tmp_path, capsys):
+    _folders(tmp_path, count=2)
+    (tmp_path / "gt" / "f1.png").rename(tmp_path / "gt" / "other.png")
+    assert main(_tune_args(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("crfseg tune: error: 2 file stem(s) appear in only one of")
+    assert len(err.strip().splitlines()) == 1
+    (tmp_path / "gt" / "other.png").unlink()
+    io.write_labels(tmp_path / "gt" / "f1.png", np.full((18, 24), 5, dtype=np.uint8))
+    assert main(_tune_args(tmp_path)) == 2
+    assert "holds label 5 >= --num-classes 3" in capsys.readouterr().err
+    assert main(_tune_args(tmp_path, "--trials", "0")) == 2
+    assert "--trials must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "params.json").exists()
+
+
+def test_cli_refine_rejects_foreign_params_files(tmp_path, capsys):
+    _folders(tmp_path, count=1)
+    (tmp_path / "foreign.json").write_text('{"sxy": 3}')
+    (tmp_path / "unknown.json").write_text(json.dumps(
+        {"kind": "crfseg.dense_crf_params", "version": 1, **DenseCRFParams().to_dict(),
+         "theta": 2}))
+    for name, match in (("foreign.json", "is not a crfseg DenseCRF parameter file"),
+                        ("unknown.json", "unknown keys ['theta']")):
+        code = main(["refine", "--unary", str(tmp_path / "scores"), "--image",
+                     str(tmp_path / "images"), "--output-dir", str(tmp_path / "out"),
+                     "--params", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert code == 2 and match in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
