@@ -111,42 +111,53 @@ def lattice_diagonal(lattice: PermutohedralLattice) -> Tensor:
     neighbour table costs ``O(P d**3)`` index operations and no filtering.
     """
     pattern = lattice.pattern
-    offset = pattern.offset  # (P, R)
-    weights = lattice.weights.detach()
-    num, corners = offset.shape
     m = pattern.num_vertices
+    itype = torch.int32 if 2 * (m + 1) < 2**31 else torch.long
+    # (R, P) layouts: each corner's (axis's) row is contiguous
+    offset = pattern.offset.t().to(itype).contiguous()
+    weights = lattice.weights.detach().t()
+    corners, num = offset.shape
     device = offset.device
-    # one row past the end stands for every absent vertex and leads nowhere
-    absent = torch.full((corners, 1), m, dtype=torch.long, device=device)
-    table = pattern.groups[0].neighbours
-    forward = torch.cat([table[:, 0], absent], 1)  # (R, M + 1): one step along +axis
-    backward = torch.cat([table[:, 1], absent], 1)
-    # perm[p, t]: the axis whose backward step leads from corner t to corner t + 1
-    following = offset.roll(-1, 1)
+    # per axis, one table of M + 1 rows to stay put and M + 1 rows to step; row m stands
+    # for every absent vertex and leads nowhere
+    own = torch.arange(m + 1, device=device, dtype=itype)
+    absent = torch.full((corners, 2, 1), m, dtype=itype, device=device)
+    table = torch.cat([pattern.groups[0].neighbours.to(itype), absent], 2)  # (R, 2, M + 1)
+    forward = torch.stack([torch.cat([own, table[j, 0]]) for j in range(corners)])
+    backward = torch.stack([torch.cat([own, table[j, 1]]) for j in range(corners)])
+
+    def walk(start: Tensor, steps: Tensor, tables: Tensor) -> Tensor:
+        """Where walks from ``start`` that step along the axes where ``steps`` is set end."""
+        current = start.expand(steps.shape[1:]).contiguous()
+        for axis in range(corners):
+            moved = current + steps[axis].to(itype) * (m + 1)
+            current = tables[axis].index_select(0, moved.reshape(-1)).view(current.shape)
+        return current
+
+    # perm[t, p]: the axis whose backward step leads from corner t to corner t + 1
+    following = offset.roll(-1, 0)
     perm = torch.zeros_like(offset)
     for axis in range(corners):
-        perm.masked_fill_(backward[axis][offset] == following, axis)
-    axis_ids = torch.arange(corners, device=device)
+        step = table[axis, 1].index_select(0, offset.reshape(-1).long()).view(offset.shape)
+        perm.masked_fill_(step == following, axis)
+    axis_ids = torch.arange(corners, device=device, dtype=itype)[:, None]
     diagonal = torch.zeros(num, dtype=weights.dtype, device=device)
     for a in range(corners):
-        # back[p, b, j]: axis j lies on the backward walk from corner a to corner b
-        back = torch.zeros((num, corners, corners), dtype=torch.bool, device=device)
+        # back[j, b, p]: axis j lies on the backward walk from corner a to corner b; for
+        # b = a it is empty (the walk that stays) and its complement steps along every axis
+        back = torch.zeros((corners, corners, num), dtype=torch.bool, device=device)
         for t in range(1, corners):
             b = (a + t) % corners
-            back[:, b] = back[:, b - 1] | (perm[:, b - 1, None] == axis_ids)
-        # corner a to itself: back[:, a] is the walk that stays and ~back[:, a] the one
-        # forward along every axis; the third walk, backward along every axis, is added
-        around = torch.zeros_like(back)
-        around[:, a] = True
-        for table_used, steps in ((backward, back), (forward, ~back), (backward, around)):
-            current = offset[:, a, None].expand(num, corners)
-            for axis in range(corners):
-                current = torch.where(steps[:, :, axis], table_used[axis][current], current)
-            reached = current == offset
-            if steps is around:
-                reached &= axis_ids == a
-            walk_weight = torch.ldexp(reached.to(weights.dtype), -steps.sum(2))
-            diagonal += weights[:, a] * (walk_weight * weights).sum(1)
+            back[:, b] = back[:, b - 1] | (perm[b - 1] == axis_ids)
+        for tables, steps in ((backward, back), (forward, ~back)):
+            reached = walk(offset[a], steps, tables) == offset
+            walk_weight = torch.ldexp(reached.to(weights.dtype), -steps.sum(0))
+            diagonal += weights[a] * (walk_weight * weights).sum(0)
+        # the third walk from corner a to itself: backward along every axis
+        around = torch.ones((corners, num), dtype=torch.bool, device=device)
+        reached = walk(offset[a], around, backward) == offset[a]
+        diagonal += weights[a] ** 2 * torch.ldexp(reached.to(weights.dtype),
+                                                  torch.tensor(-corners, device=device))
     return diagonal * lattice.alpha
 
 
