@@ -540,7 +540,7 @@ class DenseCRF:
             layout = f"({spatial}) labels" + (f" or (N, {spatial}) labels" if torch_backend
                                               else f"; batches (N, {spatial}) need "
                                               "backend='torch'")
-            check_ndim("labels", arr, ndims[:2], layout)
+            check_ndim("labels", arr, ndims[:2] if torch_backend else nsp, layout)
             if label_options["num_classes"] is None:
                 raise ValueError("num_classes is required with input_type='labels': the number "
                                  "of classes C the labels are drawn from")
