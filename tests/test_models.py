@@ -319,7 +319,7 @@ def test_build_config_records_the_arguments():
      ValueError, "output_stride=8 is not available for deeplabv3 on mobilenet_v3_large"),
     (lambda: get_model("pspnet", 0, backbone="resnet18"), ValueError, "num_classes must be >= 1"),
     (lambda: get_model("pspnet", 3, backbone="resnet18", aux="yes"), TypeError,
-     "aux must be True or False"),
+     "aux must be a bool, got"),
     (lambda: get_model("unet", 3, backbone="resnet18"), ValueError,
      "unet is built as in its paper and has no backbone option"),
     (lambda: get_model("enet", 3, output_stride=8), ValueError, "has no output_stride option"),

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crfseg._validation import check_int, shape_of
+from crfseg._validation import check_bool, check_int, shape_of
 from crfseg.models.backbones import OUTPUT_STRIDES, Backbone, build_backbone
 from crfseg.models.weights import WeightsLike
 
@@ -29,7 +29,6 @@ __all__ = [
     "conv_bn_relu",
     "check_backbone_options",
     "reject_backbone_options",
-    "check_bool",
     "build_on_backbone",
 ]
 
@@ -252,13 +251,6 @@ def reject_backbone_options(arch: str, *, num_classes: int, backbone: Any = None
             )
     if aux:
         raise ValueError(f"{arch} has no auxiliary head; got aux=True")
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """Require a plain ``bool``."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
-    return value
 
 
 def build_on_backbone(model_cls: type, arch: str, *, choices: Sequence[str],

@@ -17,8 +17,8 @@ import torch
 import torchvision
 from torch import nn
 
-from crfseg._validation import check_int
-from crfseg.models._base import SegmentationModel, check_bool
+from crfseg._validation import check_bool, check_int
+from crfseg.models._base import SegmentationModel
 from crfseg.models.backbones import build_classifier
 from crfseg.models.deeplabv3 import DEEPLABV3_BACKBONES, deeplabv3
 from crfseg.models.deeplabv3plus import DEEPLABV3PLUS_BACKBONES, deeplabv3plus

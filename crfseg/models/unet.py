@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crfseg._validation import check_int
-from crfseg.models._base import SegmentationModel, check_bool, reject_backbone_options
+from crfseg._validation import check_bool, check_int
+from crfseg.models._base import SegmentationModel, reject_backbone_options
 
 __all__ = ["UNet", "unet"]
 
