@@ -11,6 +11,9 @@ Each row is the best of the repeats (after a warm-up) of
 The distance-map losses are timed with their target maps precomputed; the cost
 of those maps (SciPy on the host) is a separate column.  The Hausdorff loss
 always recomputes the maps of its own prediction, so its row includes them.
+The dense CRF loss takes an RGB image instead of the target (the target's
+classes painted in random colours with noise, sxy=80, srgb=15): its row
+includes building the batch's permutohedral lattice.
 When MONAI is installed, its losses of the same definition are timed beside
 ours (with ``to_onehot_y=True``; MONAI has no ignore_index).
 """
@@ -39,6 +42,15 @@ def blocky_targets(n: int, size: int, num_classes: int, seed: int = 0) -> torch.
             image[y:y + h, x:x + w] = 255
             image[y + 2:y + h - 2, x + 2:x + w - 2] = cls
     return torch.from_numpy(target)
+
+
+def painted_images(target: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """``(N, 3, H, W)`` RGB in 0-255: one random colour per class, Gaussian noise of 10."""
+    rng = np.random.default_rng(seed)
+    colours = torch.from_numpy(rng.uniform(0, 255, size=(256, 3))).float().to(target.device)
+    image = colours[target].permute(0, 3, 1, 2)
+    noise = torch.from_numpy(rng.normal(0, 10, size=tuple(image.shape))).float()
+    return (image + noise.to(target.device)).clamp(0, 255)
 
 
 def best_time(step: Callable[[], None], repeats: int) -> float:
@@ -126,6 +138,8 @@ def main() -> None:
                                                distance_maps=unsigned), signed_s),
         ("combo_loss", forward_backward(L.combo_loss, logits, target), None),
         ("exp_log_loss", forward_backward(L.exp_log_loss, logits, target), None),
+        ("dense_crf_loss", forward_backward(L.dense_crf_loss, logits,
+                                            painted_images(target)), None),
     ]
     peers = {} if args.no_peers else monai_peers(target)
 

@@ -80,3 +80,18 @@ def test_example_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert run_example("synthetic", "train", "--output", str(tmp_path / "r"), "--model",
                        "nonet", *QUICK) == 2
     assert "unknown model 'nonet'" in capsys.readouterr().err
+
+
+def test_scribbles_example_trains_every_variant_for_two_steps(tmp_path, capsys):
+    summary_path = tmp_path / "scribbles.json"
+    assert run_example("synthetic", "train_scribbles", "--max-steps", "2", "--num-train", "4",
+                       "--num-val", "2", "--num-test", "2", "--size", "32",
+                       "--weights", "1e-3", "3e-3", "--output", str(summary_path)) == 0
+    printed = capsys.readouterr().out
+    assert "| scribbles + dense CRF loss |" in printed and "| full labels |" in printed
+    summary = json.loads(summary_path.read_text())
+    assert set(summary["test_miou"]) == {"scribbles", "scribbles+dense_crf_loss", "full"}
+    assert summary["chosen_weight"] in (1e-3, 3e-3)
+    assert 0 < summary["scribbled_fraction"] < 0.2
+    assert run_example("synthetic", "train_scribbles", "--weights", "0") == 2
+    assert "--weights must be > 0" in capsys.readouterr().err
