@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from crfseg._validation import check_choice, check_ndim, check_number, to_numpy
+from crfseg.palettes import check_palette
 
 __all__ = [
     "read_image",
@@ -310,15 +311,6 @@ def labels_fit_png(labels: Any) -> bool:
     return arr.size == 0 or bool(arr.min() >= 0 and arr.max() <= MAX_PNG_LABEL)
 
 
-def _check_palette(palette: Any) -> np.ndarray:
-    pal = np.asarray(palette)
-    if pal.ndim != 2 or pal.shape[1] != 3 or not 1 <= pal.shape[0] <= 256:
-        raise ValueError(f"palette must have shape (K, 3) with K <= 256, got {pal.shape}")
-    if pal.size and (pal.min() < 0 or pal.max() > 255):
-        raise ValueError("palette colours must lie in 0-255")
-    return pal.astype(np.uint8)
-
-
 def write_labels(path: PathLike, labels: Any, palette: Any = None) -> Path:
     """Write a label map as PNG.
 
@@ -343,7 +335,7 @@ def write_labels(path: PathLike, labels: Any, palette: Any = None) -> Path:
     arr = _check_labels(labels)
     buffer = _io.BytesIO()
     if palette is not None:
-        pal = _check_palette(palette)
+        pal = check_palette(palette)
         if arr.size and arr.max() > 255:
             raise ValueError(f"a palette PNG holds labels 0-255, got {arr.max()}")
         img = Image.fromarray(arr.astype(np.uint8), mode="P")
@@ -484,7 +476,7 @@ def colorize(labels: Any, palette: Any = None, ignore_index: int | None = 255) -
     from crfseg.palettes import voc_colormap
 
     arr = _check_labels(labels).astype(np.int64)
-    pal = voc_colormap(256) if palette is None else _check_palette(palette)
+    pal = voc_colormap(256) if palette is None else check_palette(palette)
     out = pal[arr % len(pal)]
     if ignore_index is not None:
         out[arr == ignore_index] = 0

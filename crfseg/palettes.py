@@ -7,9 +7,47 @@ PNGs written with them look like the dataset's ground truth.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["get_palette", "get_class_names", "voc_colormap", "PALETTE_NAMES"]
+__all__ = ["get_palette", "get_class_names", "voc_colormap", "check_palette", "PALETTE_NAMES"]
+
+
+def check_palette(palette: Any, num_classes: int | None = None) -> np.ndarray:
+    """Validate a palette: ``(K, 3)`` whole-number RGB colours in 0–255, ``K <= 256``.
+
+    The one rule for every palette crfseg stores or draws with (label PNGs,
+    overlays, model checkpoints).
+
+    Parameters
+    ----------
+    palette : (K, 3) array_like
+        Row ``k`` is the colour of class ``k``; any real dtype holding whole numbers.
+    num_classes : int, optional
+        When given, the palette needs a colour for each class (``K >= num_classes``).
+
+    Returns
+    -------
+    (K, 3) uint8 ndarray
+
+    Examples
+    --------
+    >>> check_palette([[0, 0, 0], [255, 0, 0]]).dtype
+    dtype('uint8')
+    """
+    pal = np.asarray(palette)
+    low = 1 if num_classes is None else max(1, int(num_classes))
+    if pal.ndim != 2 or pal.shape[1] != 3 or not low <= pal.shape[0] <= 256:
+        per_class = "" if num_classes is None else " (a colour per class)"
+        raise ValueError(f"palette must be (K, 3) with {low} <= K <= 256{per_class}, "
+                         f"got shape {pal.shape}")
+    if not (np.issubdtype(pal.dtype, np.integer) or np.issubdtype(pal.dtype, np.floating)):
+        raise ValueError(f"palette must hold integer colours in 0-255, got dtype {pal.dtype}")
+    if pal.min() < 0 or pal.max() > 255 or not np.array_equal(pal, np.round(pal)):
+        raise ValueError(f"palette must hold integer colours in 0-255, got values in "
+                         f"[{pal.min()}, {pal.max()}]")
+    return pal.astype(np.uint8)
 
 
 def voc_colormap(num_colors: int = 256) -> np.ndarray:

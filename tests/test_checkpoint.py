@@ -166,3 +166,26 @@ def test_load_rejects_newer_versions_and_mismatched_weights(tmp_path):
     unknown = _rewrite(good, tmp_path / "unknown.pt", architecture="unet3d")
     with pytest.raises(KeyError, match="unknown model 'unet3d'"):
         load_checkpoint(unknown)
+
+
+@pytest.mark.parametrize("palette, num_classes, match", [
+    (np.zeros((3, 4)), None, r"palette must be \(K, 3\) with 1 <= K <= 256, got shape \(3, 4\)"),
+    (np.zeros((257, 3)), None, r"1 <= K <= 256"),
+    (np.zeros((2, 3)), 3, r"3 <= K <= 256 \(a colour per class\)"),
+    (np.full((2, 3), 256), None, "integer colours in 0-255"),
+    (np.full((2, 3), 0.5), None, "integer colours in 0-255"),
+    (np.array([["a", "b", "c"]]), None, "integer colours in 0-255"),
+])
+def test_one_palette_rule_for_files_and_checkpoints(palette, num_classes, match):
+    from crfseg.palettes import check_palette
+
+    with pytest.raises(ValueError, match=match):
+        check_palette(palette, num_classes)
+
+
+def test_palettes_of_whole_numbers_are_accepted_in_any_dtype():
+    from crfseg.palettes import check_palette
+
+    for palette in ([[0, 128, 255]], np.array([[0.0, 128.0, 255.0]]), np.uint16([[0, 128, 255]])):
+        out = check_palette(palette, 1)
+        assert out.dtype == np.uint8 and out.tolist() == [[0, 128, 255]]

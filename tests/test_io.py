@@ -157,7 +157,7 @@ def test_write_labels_errors(tmp_path):
         io.write_labels(tmp_path / "x.png", np.full((2, 2), 70000))
     with pytest.raises(ValueError, match="palette PNG holds labels 0-255"):
         io.write_labels(tmp_path / "x.png", np.full((2, 2), 300), palette=np.zeros((3, 3)))
-    with pytest.raises(ValueError, match=r"palette must have shape \(K, 3\)"):
+    with pytest.raises(ValueError, match=r"palette must be \(K, 3\) with 1 <= K <= 256"):
         io.write_labels(tmp_path / "x.png", np.zeros((2, 2), int), palette=np.zeros((3, 4)))
     with pytest.raises(ValueError, match="0-255"):
         io.write_labels(tmp_path / "x.png", np.zeros((2, 2), int), palette=np.full((3, 3), 300))

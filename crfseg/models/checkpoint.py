@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from crfseg._validation import check_ndim, check_number
+from crfseg._validation import check_number
 from crfseg.models._base import SegmentationModel
 from crfseg.models.registry import get_model
 from crfseg.models.weights import load_matching, safe_torch_load
+from crfseg.palettes import check_palette
 
 __all__ = ["save_checkpoint", "load_checkpoint", "write_torch_file", "CHECKPOINT_FORMAT",
            "CHECKPOINT_VERSION"]
@@ -61,21 +62,6 @@ def _check_class_names(class_names: Any, num_classes: int) -> list[str] | None:
             f"entries of types {sorted({type(n).__name__ for n in names})}"
         )
     return names
-
-
-def _check_palette(palette: Any, num_classes: int) -> list[list[int]] | None:
-    if palette is None:
-        return None
-    pal = np.asarray(palette)
-    check_ndim("palette", pal, 2, "(K, 3)")
-    if pal.shape[1] != 3 or not num_classes <= pal.shape[0] <= 256:
-        raise ValueError(
-            f"palette must be (K, 3) with {num_classes} <= K <= 256 (a colour per class), "
-            f"got shape {pal.shape}"
-        )
-    if not np.issubdtype(pal.dtype, np.integer) or pal.min() < 0 or pal.max() > 255:
-        raise ValueError("palette must hold integer colours in 0-255")
-    return pal.astype(int).tolist()
 
 
 def _check_normalization(normalization: Any, in_channels: int) -> dict[str, list[float]]:
@@ -196,7 +182,9 @@ def save_checkpoint(path: str | os.PathLike, model: SegmentationModel, *,
     num_classes = model.num_classes
     names = _check_class_names(class_names if class_names is not None else model.class_names,
                                num_classes)
-    colours = _check_palette(palette if palette is not None else model.palette, num_classes)
+    colours = palette if palette is not None else model.palette
+    if colours is not None:
+        colours = check_palette(colours, num_classes).astype(int).tolist()
     norm = _check_normalization(normalization if normalization is not None
                                 else model.normalization, model.in_channels)
     content = {
