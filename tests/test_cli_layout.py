@@ -1,6 +1,8 @@
 """The CLI package's layout, and the library helpers the CLI calls instead of holding algorithm."""
 
 import importlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import torch
 from skimage.segmentation import mark_boundaries
 
 from crfseg import io
-from crfseg.cli import SUBCOMMANDS, build_parser
+from crfseg.cli import SUBCOMMANDS, build_parser, main
 from crfseg.crf import potts, truncated_linear, truncated_quadratic
 from crfseg.crf.dense import scores_to_labels
 from crfseg.crf.pairwise import pairwise_by_name
@@ -89,3 +91,54 @@ def test_pairwise_by_name_builds_the_named_cost():
         pairwise_by_name("potts", 3, 1.0, 2.0)
     with pytest.raises(ValueError, match="truncation must be > 0"):
         pairwise_by_name("linear", 3, 1.0, 0.0)
+
+
+@pytest.mark.parametrize("name, match", [
+    ("labels.jpg", r"names a lossy \.jpg file, which would change label values"),
+    ("labels.JPEG", r"names a lossy \.jpeg file"),
+    ("labels.webp", r"names a lossy \.webp file"),
+    ("labels.tif", r"must end in \.png \(labels are written as PNG\), got '\.tif'"),
+    ("labels", r"must end in \.png .* got 'no suffix'"),
+])
+def test_labels_are_never_written_to_another_format(tmp_path, name, match):
+    with pytest.raises(ValueError, match=match):
+        io.write_labels(tmp_path / name, np.zeros((4, 4), np.uint8))
+    assert not list(tmp_path.iterdir())
+    io.write_labels(tmp_path / "labels.PNG", np.zeros((4, 4), np.uint8))
+    assert io.read_labels(tmp_path / "labels.PNG").shape == (4, 4)
+
+
+def test_cli_refuses_a_lossy_labels_file_before_any_work(tmp_path, capsys):
+    scores = tmp_path / "s.npy"
+    np.save(scores, np.zeros((2, 6, 8), np.float32))
+    io.write_image(tmp_path / "i.png", np.zeros((6, 8, 3), np.uint8))
+    commands = [
+        ["refine", "--unary", str(scores), "--image", str(tmp_path / "i.png")],
+        ["grid", "--unary", str(scores), "--pairwise", "potts", "--weight", "1"],
+        ["split-merge", "--image", str(tmp_path / "i.png")],
+    ]
+    for command in commands:
+        assert main([*command, "-o", str(tmp_path / "out.jpg")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "-o/--output" in err and "lossy .jpg" in err
+    assert main(["split-merge", "--image", str(tmp_path / "i.png"), "-o",
+                 str(tmp_path / "r.png"), "--classes", "2", "--class-map",
+                 str(tmp_path / "c.webp")]) == 2
+    assert "--class-map" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.png", "s.npy"]
+
+
+def test_a_corrupt_image_gives_one_line_on_stderr(tmp_path):
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", np.full((64, 64, 3), 7, np.uint8))
+    assert ok
+    (tmp_path / "cut.png").write_bytes(encoded.tobytes()[:60])
+    result = subprocess.run(
+        [sys.executable, "-m", "crfseg", "split-merge", "--image", str(tmp_path / "cut.png"),
+         "-o", str(tmp_path / "r.png")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"crfseg split-merge: error: could not decode image file {tmp_path / 'cut.png'}: "
+        "image file is truncated"]

@@ -185,7 +185,8 @@ def _ensure_folder(value: str | None, option: str) -> None:
 def select_pairs(pairs: list[tuple[str, Path, Path | None]], args: argparse.Namespace,
                  folder_mode: bool, shard: tuple[int, int], outputs: Sequence[OutputSpec],
                  inputs: str) -> list[tuple[str, Path, Path | None]]:
-    """Folder mode: create the output folders and keep shard K of N; single-file mode: no shard."""
+    """Folder mode: create the output folders and keep shard K of N; single-file mode: no
+    shard, and a labels file named ``.png``."""
     if folder_mode:
         if args.output is not None:
             raise ValueError("-o/--output names one file; in folder mode use --output-dir")
@@ -194,6 +195,10 @@ def select_pairs(pairs: list[tuple[str, Path, Path | None]], args: argparse.Name
         return pairs[shard[0]::shard[1]]
     if args.shard is not None:
         raise ValueError(f"--shard applies to folder mode ({inputs})")
+    if args.output is not None:
+        from crfseg.io import check_label_path
+
+        check_label_path(args.output, "-o/--output")
     return pairs
 
 

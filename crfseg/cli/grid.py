@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--truncation applies to --pairwise linear or quadratic, not potts")
     if args.beta is not None and args.image is None:
         raise ValueError("--beta needs --image (it sets the contrast sensitivity)")
+    io.check_label_path(args.output, "-o/--output")
     if not Path(args.output).resolve().parent.is_dir():
         raise FileNotFoundError(f"-o/--output: folder does not exist: {Path(args.output).parent}")
     image = io.read_image(args.image) if args.image is not None else None

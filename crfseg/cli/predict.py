@@ -18,7 +18,6 @@ from crfseg.cli._batch import (
     run_batch,
     select_pairs,
 )
-from crfseg.cli.tune import add_params_argument, read_params
 from crfseg.cli._common import (
     IMAGE_EXTENSIONS,
     PALETTE_CHOICES,
@@ -26,6 +25,7 @@ from crfseg.cli._common import (
     crf_options,
     palette,
 )
+from crfseg.cli.tune import add_params_argument, read_params
 
 __all__ = ["add_parser", "run"]
 

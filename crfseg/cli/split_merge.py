@@ -59,6 +59,11 @@ def _check_options(args: argparse.Namespace, semantic: bool) -> None:
                              "(gray-level rules decide the regions)")
     elif args.class_map is not None:
         raise ValueError("--class-map needs --classes or --thresholds")
+    from crfseg.io import check_label_path
+
+    for option, value in (("-o/--output", args.output), ("--class-map", args.class_map)):
+        if value is not None:
+            check_label_path(value, option)
     for option, value in (("-o/--output", args.output), ("--overlay", args.overlay),
                           ("--class-map", args.class_map)):
         if value is not None and not Path(value).resolve().parent.is_dir():
