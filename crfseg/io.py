@@ -8,10 +8,12 @@ target, so an interrupted run never leaves a half-written file.
 
 from __future__ import annotations
 
+import gzip
 import io as _io
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from crfseg._validation import check_choice, check_ndim, check_number, to_numpy
+from crfseg._validation import check_choice, check_finite, check_ndim, check_number, to_numpy
 from crfseg.palettes import check_palette
 
 __all__ = [
@@ -40,6 +42,15 @@ __all__ = [
     "labels_fit_png",
     "SCORE_LAYOUTS",
     "MAX_PNG_LABEL",
+    "LabelEncoding",
+    "read_label_map",
+    "write_label_map",
+    "parse_unknown",
+    "VolumeInfo",
+    "is_volume_file",
+    "read_volume",
+    "read_volume_scores",
+    "write_volume",
 ]
 
 SCORE_LAYOUTS = ("auto", "chw", "hwc", "nchw")
@@ -182,8 +193,9 @@ def read_scores(path: PathLike, image_shape: Sequence[int] | None = None,
 
     Returns
     -------
-    scores : (C, H, W) float ndarray
-        The stored dtype is kept (float32 stays float32).
+    scores : (C, H, W) float ndarray, or (H, W) for a binary map
+        The stored dtype is kept (float32 stays float32).  A 2-D array is a
+        binary map (the foreground's probability or logit), returned as it is.
 
     Raises
     ------
@@ -226,7 +238,13 @@ def read_scores(path: PathLike, image_shape: Sequence[int] | None = None,
 
 def _scores_to_chw(arr: np.ndarray, image_shape: Sequence[int] | None, layout: str,
                    source: str) -> np.ndarray:
-    check_ndim(f"scores in {source}", arr, (3, 4), "(C, H, W), (H, W, C) or (1, C, H, W)")
+    check_ndim(f"scores in {source}", arr, (2, 3, 4),
+               "(C, H, W), (H, W, C), (1, C, H, W) or a binary (H, W) map")
+    if arr.ndim == 2:  # a binary map: the foreground's probability (or logit)
+        if image_shape is not None and arr.shape != tuple(image_shape[:2]):
+            raise ValueError(f"the binary map in {source} has shape {arr.shape} but the image "
+                             f"is {tuple(image_shape[:2])}")
+        return arr
     if arr.ndim == 4:
         if arr.shape[0] != 1 or layout not in ("auto", "nchw"):
             raise ValueError(
@@ -703,3 +721,373 @@ def _check_crf_param_keys(params: dict[str, Any], source: str) -> None:
     missing = [key for key in CRF_PARAMS_KEYS if key not in params]
     if missing:
         raise ValueError(f"{source} lacks the keys {missing}")
+
+
+# ------------------------------------------------------------------ label maps in any encoding
+
+LABEL_ENCODINGS = ("gray", "palette", "rgb")
+
+
+@dataclass(frozen=True)
+class LabelEncoding:
+    """How a label file stores its classes, so that results go back in the same form.
+
+    Attributes
+    ----------
+    kind : {"gray", "palette", "rgb"}
+        A gray 8/16-bit image, a palette ("P") PNG of indices, or a
+        colour-coded RGB image.
+    values : (C,) or (C, 3) ndarray
+        The stored value of every class ``0 … C-1``: a gray value, a palette
+        index, or an RGB colour.
+    palette : (256, 3) uint8 ndarray or None
+        The palette of a palette PNG.
+    """
+
+    kind: str
+    values: np.ndarray
+    palette: np.ndarray | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes ``C``."""
+        return int(len(self.values))
+
+
+def parse_unknown(text: str) -> int | tuple[int, int, int]:
+    """Parse an unknown-label value: ``"255"`` (gray value or index) or ``"R,G,B"``.
+
+    Examples
+    --------
+    >>> parse_unknown("0"), parse_unknown("0, 0, 0")
+    (0, (0, 0, 0))
+    """
+    parts = [part.strip() for part in str(text).split(",")]
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"unknown must be a gray value or palette index such as 255, or an "
+                         f"R,G,B colour such as 0,0,0, got {text!r}") from None
+    if len(values) not in (1, 3) or min(values) < 0 or (len(values) == 3 and max(values) > 255):
+        raise ValueError(f"unknown must be a gray value or palette index such as 255, or an "
+                         f"R,G,B colour with each part in 0-255, got {text!r}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def read_label_map(path: PathLike, unknown: int | Sequence[int] | None = None,
+                   max_classes: int = 256) -> tuple[np.ndarray, LabelEncoding]:
+    """Read an annotation in any encoding as class indices ``0 … C-1``.
+
+    The classes are the distinct values present (gray values, palette
+    indices or RGB colours), in increasing order (colours ordered as the
+    integer ``R + 256 G + 65536 B``), except the unknown one.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A gray (8- or 16-bit), palette ("P") or RGB(A) image file.
+    unknown : int or (R, G, B), optional
+        The value of unlabelled pixels: a gray value or palette index, or a
+        colour (for palette files: every index of that colour).
+    max_classes : int, default 256
+        More distinct values than this is an error (a photo or a
+        JPEG-compressed annotation, not a label map).
+
+    Returns
+    -------
+    labels : (H, W) int64 ndarray
+        Class indices, ``-1`` where the pixel is unknown.
+    encoding : LabelEncoding
+        What :func:`write_label_map` needs to write labels back in the same form.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        An undecodable file, more than ``max_classes`` values, an unknown
+        value of the wrong form, or fewer than one class.
+    """
+    p = _existing_file(path, "label")
+    try:
+        with Image.open(p) as pil:
+            mode = pil.mode
+            palette = (np.array(pil.getpalette() or [], np.uint8).reshape(-1, 3)
+                       if mode == "P" else None)
+            arr = np.array(pil.convert("RGB") if mode in ("RGBA", "LA", "CMYK", "YCbCr", "HSV")
+                           else pil)
+    except Exception as exc:
+        raise ValueError(f"could not decode label file {p}: {exc}") from None
+    if arr.ndim == 3:
+        kind, codes = "rgb", _rgb_codes(arr[..., :3])
+    elif mode == "P":
+        kind, codes = "palette", arr.astype(np.int64)
+    else:
+        kind, codes = "gray", arr.astype(np.int64)
+    unknown_codes = _unknown_codes(unknown, kind, palette, p)
+    present = np.unique(codes)
+    classes = present[~np.isin(present, unknown_codes)]
+    if len(classes) > max_classes:
+        raise ValueError(f"label file {p} holds {len(classes)} distinct "
+                         f"{'colours' if kind == 'rgb' else 'values'}, more than {max_classes}; "
+                         "is it a photo or a lossy (JPEG) copy of a label map?")
+    if len(classes) == 0:
+        raise ValueError(f"label file {p} holds no labelled pixel (every pixel is unknown)")
+    labels = np.searchsorted(classes, codes)
+    labels[np.isin(codes, unknown_codes)] = -1
+    values = (np.stack([classes & 0xFF, (classes >> 8) & 0xFF, classes >> 16], 1).astype(np.uint8)
+              if kind == "rgb" else classes)
+    full = None
+    if palette is not None:
+        full = np.zeros((256, 3), np.uint8)
+        full[: min(len(palette), 256)] = palette[:256]
+    return labels.astype(np.int64), LabelEncoding(kind, values, full)
+
+
+def _rgb_codes(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.int64)
+    return rgb[..., 0] | (rgb[..., 1] << 8) | (rgb[..., 2] << 16)
+
+
+def _unknown_codes(unknown: Any, kind: str, palette: np.ndarray | None,
+                   source: Path) -> np.ndarray:
+    """The stored codes that mean "unknown" in a file of this kind."""
+    if unknown is None:
+        return np.zeros(0, np.int64)
+    if isinstance(unknown, str):
+        unknown = parse_unknown(unknown)
+    if np.ndim(unknown) == 0:
+        if kind == "rgb":
+            raise ValueError(f"label file {source} is colour-coded (RGB); give the unknown "
+                             f"label as an R,G,B colour, got {unknown!r}")
+        return np.array([int(unknown)], np.int64)
+    colour = np.asarray(unknown)
+    if colour.shape != (3,) or colour.min() < 0 or colour.max() > 255:
+        raise ValueError(f"unknown must be a value or an (R, G, B) colour in 0-255, "
+                         f"got {unknown!r}")
+    if kind == "rgb":
+        return _rgb_codes(colour[None])
+    if kind == "palette" and palette is not None:
+        return np.flatnonzero((palette == colour).all(1)).astype(np.int64)
+    raise ValueError(f"label file {source} is a gray image; give the unknown label as a gray "
+                     f"value, not the colour {unknown!r}")
+
+
+def write_label_map(path: PathLike, labels: Any, encoding: LabelEncoding) -> Path:
+    """Write class indices ``0 … C-1`` in the encoding a label file came in.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file (PNG).
+    labels : (H, W) integer ndarray or Tensor
+        Class indices in ``[0, encoding.num_classes)``.
+    encoding : LabelEncoding
+        From :func:`read_label_map`: gray values, palette indices (with the
+        palette) or colours come back as they were read.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    arr = _check_labels(labels)
+    if not isinstance(encoding, LabelEncoding):
+        raise TypeError(f"encoding must be a LabelEncoding, got {type(encoding).__name__}")
+    if arr.size and arr.max() >= encoding.num_classes:
+        raise ValueError(f"labels must lie in [0, {encoding.num_classes}) for this encoding, "
+                         f"got {arr.max()}")
+    stored = encoding.values[arr]
+    if encoding.kind == "rgb":
+        return write_image(path, stored)
+    if encoding.kind == "palette":
+        return write_labels(path, stored, palette=encoding.palette)
+    return write_labels(path, stored)
+
+
+# ------------------------------------------------------------------ volumes (NIfTI, .npy)
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """Where a volume came from: its voxel spacing and, for NIfTI, its affine and header.
+
+    Attributes
+    ----------
+    spacing : (sz, sy, sx) floats or None
+        Voxel size along ``(D, H, W)``; None for ``.npy`` files.
+    affine : (4, 4) ndarray or None
+        The NIfTI affine, written back with the results.
+    header : nibabel header or None
+        The NIfTI header, written back with the results.
+    """
+
+    spacing: tuple[float, float, float] | None = None
+    affine: np.ndarray | None = None
+    header: Any = None
+
+
+def is_volume_file(path: PathLike) -> bool:
+    """Whether ``path`` names a NIfTI file (``.nii``, ``.nii.gz``)."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def _nibabel() -> Any:
+    try:
+        import nibabel
+    except ImportError:  # pragma: no cover - a runtime dependency
+        raise ImportError("reading NIfTI volumes needs nibabel: pip install nibabel") from None
+    return nibabel
+
+
+def _read_array(path: PathLike, what: str) -> tuple[np.ndarray, VolumeInfo]:
+    """The raw array of a NIfTI or ``.npy`` file, NIfTI axes converted to ``(Z, Y, X, ...)``."""
+    p = _existing_file(path, what)
+    if is_volume_file(p):
+        nib = _nibabel()
+        try:
+            img = nib.load(str(p))
+            data = np.asanyarray(img.dataobj)
+        except Exception as exc:
+            raise ValueError(f"could not read NIfTI {what} file {p}: {exc}") from None
+        if data.ndim not in (3, 4):
+            raise ValueError(f"{what} in {p} must be (X, Y, Z) or (X, Y, Z, K), got shape "
+                             f"{data.shape}")
+        zooms = [float(z) for z in img.header.get_zooms()[:3]]
+        if min(zooms) <= 0 or not all(np.isfinite(zooms)):
+            raise ValueError(f"{p} has voxel sizes {tuple(zooms)} in its header; they must be "
+                             "positive (give --spacing for .npy copies instead)")
+        order = (2, 1, 0) + ((3,) if data.ndim == 4 else ())
+        info = VolumeInfo(tuple(zooms[::-1]), np.asarray(img.affine), img.header.copy())
+        return np.ascontiguousarray(np.transpose(data, order)), info
+    if p.suffix.lower() != ".npy":
+        raise ValueError(f"{what} volumes must be NIfTI (.nii, .nii.gz) or .npy, got {p}")
+    try:
+        return np.load(p, allow_pickle=False), VolumeInfo()
+    except Exception as exc:
+        raise ValueError(f"could not read {what} file {p}: {exc}") from None
+
+
+def read_volume(path: PathLike) -> tuple[np.ndarray, VolumeInfo]:
+    """Read a volume's intensities: NIfTI ``(X, Y, Z[, K])`` or ``.npy`` ``(D, H, W[, K])``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.nii``, ``.nii.gz`` or ``.npy``.
+
+    Returns
+    -------
+    volume : (D, H, W) or (D, H, W, K) float32 ndarray
+        ``D, H, W`` are NIfTI's ``Z, Y, X``; ``K`` modalities.
+    info : VolumeInfo
+        The spacing ``(sz, sy, sx)`` from the header (NIfTI), the affine and
+        the header, for :func:`write_volume`.
+
+    Raises
+    ------
+    ValueError
+        An unreadable file, a shape that is not 3-D or 4-D, NaN or inf, or
+        non-positive voxel sizes in the header.
+    """
+    arr, info = _read_array(path, "image")
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"the volume in {path} must be (D, H, W) or (D, H, W, K), got shape "
+                         f"{arr.shape}")
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"the volume in {path} must hold numbers, got dtype {arr.dtype}")
+    volume = arr.astype(np.float32)
+    check_finite(f"the volume in {path}", volume)
+    return volume, info
+
+
+def read_volume_scores(path: PathLike,
+                       volume_shape: Sequence[int] | None = None) -> tuple[np.ndarray, VolumeInfo]:
+    """Read class scores of a volume as ``(C, D, H, W)``.
+
+    NIfTI files hold ``(X, Y, Z, C)`` (probabilities or logits, one class
+    per volume of the 4th axis) or ``(X, Y, Z)`` (a binary map);
+    ``.npy`` files ``(C, D, H, W)`` or a binary ``(D, H, W)``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.nii``, ``.nii.gz`` or ``.npy``.
+    volume_shape : sequence of int, optional
+        ``(D, H, W)`` of the matching image; the scores must have it.
+
+    Returns
+    -------
+    scores : (C, D, H, W) or (D, H, W) float ndarray
+        float32 stays float32, other types become float64.
+    info : VolumeInfo
+
+    Raises
+    ------
+    ValueError
+        A shape that is not a volume's or differs from ``volume_shape``, NaN or inf.
+    """
+    arr, info = _read_array(path, "scores")
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"scores in {path} must be (C, D, H, W) or a binary (D, H, W) "
+                         f"(NIfTI: (X, Y, Z, C) or (X, Y, Z)), got shape {arr.shape}")
+    if info.affine is not None and arr.ndim == 4:
+        arr = np.ascontiguousarray(np.moveaxis(arr, -1, 0))  # (Z, Y, X, C) -> (C, Z, Y, X)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"scores in {path} must hold numbers, got dtype {arr.dtype}")
+    arr = arr if arr.dtype == np.float32 else arr.astype(np.float64)
+    check_finite(f"scores in {path}", arr)
+    spatial = arr.shape[-3:]
+    if volume_shape is not None and tuple(spatial) != tuple(volume_shape[:3]):
+        raise ValueError(f"scores in {path} have spatial shape (D, H, W) = {tuple(spatial)} but "
+                         f"the image volume is {tuple(volume_shape[:3])}")
+    return arr, info
+
+
+def write_volume(path: PathLike, volume: Any, info: VolumeInfo | None = None) -> Path:
+    """Write a ``(D, H, W)`` or ``(C, D, H, W)`` volume as NIfTI or ``.npy`` (atomically).
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.nii``, ``.nii.gz`` or ``.npy``.
+    volume : (D, H, W) or (C, D, H, W) ndarray or Tensor
+        Labels or scores; NIfTI stores ``(X, Y, Z)`` / ``(X, Y, Z, C)``.
+    info : VolumeInfo, optional
+        The source image's affine and header (NIfTI), kept in the output with
+        the data type of ``volume``; without it, an identity affine with
+        ``info.spacing`` (or unit) voxel sizes.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    arr = to_numpy(volume)
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"volume must be (D, H, W) or (C, D, H, W), got shape {arr.shape}")
+    if arr.dtype == np.int64 and arr.size and arr.min() >= 0 and arr.max() < 256:
+        arr = arr.astype(np.uint8)
+    elif arr.dtype == np.int64:
+        arr = arr.astype(np.int32)
+    if not is_volume_file(path):
+        if Path(path).suffix.lower() != ".npy":
+            raise ValueError(f"volumes are written as NIfTI (.nii, .nii.gz) or .npy, got {path}")
+        return write_scores(path, arr)
+    nib = _nibabel()
+    data = np.transpose(arr, (2, 1, 0) if arr.ndim == 3 else (3, 2, 1, 0))
+    info = info or VolumeInfo()
+    if info.header is not None:
+        header = info.header.copy()
+        header.set_data_dtype(data.dtype)
+        header.set_slope_inter(1.0, 0.0)
+        img = nib.Nifti1Image(data, info.affine, header)
+    else:
+        affine = np.diag([*(info.spacing or (1.0, 1.0, 1.0))[::-1], 1.0])
+        img = nib.Nifti1Image(data, affine)
+    payload = img.to_bytes()
+    if str(path).lower().endswith(".gz"):
+        payload = gzip.compress(payload, mtime=0)
+    return _atomic_write_bytes(path, payload)
