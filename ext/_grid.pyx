@@ -1,4 +1,4 @@
-"""Pairwise grid-CRF energy minimisation on 4- and 8-connected pixel grids.
+"""Pairwise grid-CRF energy minimisation on 2-D pixel grids and 3-D voxel grids.
 
 No validation here: ``crfseg.crf.grid`` checks shapes, dtypes and the
 conditions each method needs, then calls these kernels with
@@ -15,7 +15,12 @@ conditions each method needs, then calls these kernels with
 
 Pixels are numbered in raster order, N = H * W.  Forward directions: k = 0
 right (0, +1), 1 down (+1, 0), 2 down-right (+1, +1), 3 down-left (+1, -1).
-K is 2 for 4-connectivity and 4 for 8.  Every energy is accumulated in float64.
+K is 2 for 4-connectivity and 4 for 8.  Volumes (every kernel's ``D > 1``
+or ``K`` of 3, 9 or 13) number voxels in raster order too, N = D * H * W,
+with the forward directions ``(dz, dy, dx)`` of ``_VZ, _VY, _VX``: the 3 of
+6-connectivity (x, y, z), then the 6 face diagonals of 18-connectivity, then
+the 4 space diagonals of 26-connectivity; each leads from a voxel to one
+later in raster order.  Every energy is accumulated in float64.
 """
 
 cimport cython
@@ -38,6 +43,9 @@ cdef double _QUADRATIC_MIN_CURVATURE = 1e-150
 
 cdef int[4] _DY = [0, 1, 1, 1]
 cdef int[4] _DX = [1, 0, 1, -1]
+cdef int[13] _VZ = [0, 0, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1]
+cdef int[13] _VY = [0, 1, 0, 1, 1, 0, 0, 1, -1, 1, 1, -1, -1]
+cdef int[13] _VX = [1, 0, 0, 1, -1, 1, -1, 0, 0, 1, -1, 1, -1]
 
 
 cdef struct Grid:
@@ -62,27 +70,35 @@ cdef class _GridData:
     cdef object keep
 
     def __cinit__(self, unary, bint labels_first,
-                  const double[:, ::1] wt, const double[:, ::1] V, int H, int W):
+                  const double[:, ::1] wt, const double[:, ::1] V, int H, int W, int D=1):
         cdef int K = wt.shape[1]
-        nb_arr = np.full(H * W * K, -1, dtype=np.intc)
-        nbb_arr = np.full(H * W * K, -1, dtype=np.intc)
+        cdef bint volume = K == 3 or K == 9 or K == 13
+        nb_arr = np.full(D * H * W * K, -1, dtype=np.intc)
+        nbb_arr = np.full(D * H * W * K, -1, dtype=np.intc)
         cdef int[::1] nb = nb_arr, nbb = nbb_arr
-        cdef int y, x, k, p, q, yy, xx
+        cdef int z, y, x, k, p, q, zz, yy, xx
         with nogil:
-            for y in range(H):
-                for x in range(W):
-                    p = y * W + x
-                    for k in range(K):
-                        yy = y + _DY[k]
-                        xx = x + _DX[k]
-                        if yy < H and 0 <= xx < W:
-                            q = yy * W + xx
-                            nb[p * K + k] = q
-                            nbb[q * K + k] = p
+            for z in range(D):
+                for y in range(H):
+                    for x in range(W):
+                        p = (z * H + y) * W + x
+                        for k in range(K):
+                            if volume:
+                                zz = z + _VZ[k]
+                                yy = y + _VY[k]
+                                xx = x + _VX[k]
+                            else:
+                                zz = z
+                                yy = y + _DY[k]
+                                xx = x + _DX[k]
+                            if zz < D and 0 <= yy < H and 0 <= xx < W:
+                                q = (zz * H + yy) * W + xx
+                                nb[p * K + k] = q
+                                nbb[q * K + k] = p
         self.keep = (unary, wt, V, nb_arr, nbb_arr)
         self.g.H = H
         self.g.W = W
-        self.g.N = H * W
+        self.g.N = D * H * W
         self.g.K = K
         self.g.L = int(unary.shape[0] if labels_first else unary.shape[1])
         cdef const float[:, ::1] u32
@@ -142,9 +158,9 @@ cdef double _change_energy(
 
 
 def energy(unary, const double[:, ::1] wt, const double[:, ::1] V,
-           int H, int W, const int[::1] labels):
+           int H, int W, const int[::1] labels, int D=1):
     """Energy of a labelling; ``unary`` is label-major (L, N)."""
-    cdef _GridData data = _GridData(unary, True, wt, V, H, W)
+    cdef _GridData data = _GridData(unary, True, wt, V, H, W, D)
     cdef double e
     with nogil:
         e = _energy(&data.g, &labels[0])
@@ -306,13 +322,13 @@ cdef inline int _move_label(int label, int alpha, int beta, bint swap, bint in_s
 
 
 def graphcut(unary, const double[:, ::1] wt, const double[:, ::1] V,
-             int H, int W):
+             int H, int W, int D=1):
     """Exact minimum of a two-label submodular energy; returns (labels, energy).
 
     ``unary`` is label-major (2, N).  It is one expansion move to label 1
     from the all-0 labelling, which covers every labelling.
     """
-    cdef _GridData data = _GridData(unary, True, wt, V, H, W)
+    cdef _GridData data = _GridData(unary, True, wt, V, H, W, D)
     cdef Grid* g = &data.g
     cdef _CutWorkspace ws = _grid_workspace(g)
     out_arr = np.zeros(g.N, dtype=np.intc)
@@ -329,7 +345,8 @@ def graphcut(unary, const double[:, ::1] wt, const double[:, ::1] V,
 
 
 def move_making(unary, const double[:, ::1] wt, const double[:, ::1] V,
-                int H, int W, int[::1] labels, bint swap, int max_iter, double tol):
+                int H, int W, int[::1] labels, bint swap, int max_iter, double tol,
+                int D=1):
     """Alpha-expansion (``swap`` False) or alpha-beta swap (True) in place.
 
     ``unary`` is label-major (L, N).  One cycle tries every label (expansion)
@@ -340,7 +357,7 @@ def move_making(unary, const double[:, ::1] wt, const double[:, ::1] V,
     are not read back when its cut promises no gain.
     Returns (energies per cycle with the start first, n_iter, converged).
     """
-    cdef _GridData data = _GridData(unary, True, wt, V, H, W)
+    cdef _GridData data = _GridData(unary, True, wt, V, H, W, D)
     cdef Grid* g = &data.g
     cdef _CutWorkspace ws = _grid_workspace(g)
     cdef int N = g.N, L = g.L
@@ -444,14 +461,14 @@ def maxflow(int n_nodes, const int[::1] tails, const int[::1] heads, const doubl
 # ------------------------------------------------------------------------ ICM
 
 def icm(unary, const double[:, ::1] wt, const double[:, ::1] V,
-        int H, int W, int[::1] labels, int max_iter, double tol):
+        int H, int W, int[::1] labels, int max_iter, double tol, int D=1):
     """Iterated conditional modes in raster order, in place.
 
     ``unary`` is node-major (N, L).  A pixel changes only to a strictly cheaper
     label given its neighbours.  Returns (energies per sweep with the start
     first, n_iter, converged).
     """
-    cdef _GridData data = _GridData(unary, False, wt, V, H, W)
+    cdef _GridData data = _GridData(unary, False, wt, V, H, W, D)
     cdef Grid* g = &data.g
     history_arr = np.zeros(_first_history_size(max_iter), dtype=np.float64)
     cdef double[::1] history = history_arr
@@ -622,14 +639,14 @@ cdef inline void _belief(const Grid* g, const float* Mp, int p, int S, double* t
 
 def trws(unary, const double[:, ::1] wt, const double[:, ::1] V,
          const double[:, ::1] Vt, int H, int W, int kind, double c0, double cap,
-         int[::1] labels, bint have_init, int max_iter, double tol):
+         int[::1] labels, bint have_init, int max_iter, double tol, int D=1):
     """Sequential tree-reweighted message passing (Kolmogorov 2006).
 
     ``unary`` is node-major (N, L); ``Vt`` is ``V`` transposed, for messages
     sent backwards along an edge.  The grid is covered by K families of
-    monotonic chains (rows, columns and, for 8-connectivity, both diagonals),
-    each pixel lying on one chain of each family, so every pixel weight is
-    1/K.  The lower bound is the sum of the chain minima, read off the forward
+    monotonic chains (rows, columns and, for 8-connectivity, both diagonals;
+    in a volume, the lines along each of the K forward directions), each
+    pixel lying on one chain of each family, so every pixel weight is 1/K.  The lower bound is the sum of the chain minima, read off the forward
     pass: with fresh forward messages the min-sum dynamic programme along a
     chain equals the shifts that normalised its messages plus the minimum of
     its last pixel's belief / K.  The forward pass also labels each pixel
@@ -642,7 +659,7 @@ def trws(unary, const double[:, ::1] wt, const double[:, ::1] V,
     ``have_init``).  Returns (energy, bound, energy history, bound history,
     n_iter, converged).
     """
-    cdef _GridData data = _GridData(unary, False, wt, V, H, W)
+    cdef _GridData data = _GridData(unary, False, wt, V, H, W, D)
     cdef Grid* g = &data.g
     cdef int N = g.N, K = g.K, L = g.L, S = 2 * g.K
     messages_arr = np.zeros((N, S, L), dtype=np.float32)

@@ -440,8 +440,8 @@ def test_maxflow_errors():
 
 
 def test_constructor_errors():
-    with pytest.raises(ValueError, match="connectivity must be one of 4, 8; got 6"):
-        GridCRF(potts(2, 1.0), connectivity=6)
+    with pytest.raises(ValueError, match="connectivity must be one of 4, 8, 6, 18, 26; got 5"):
+        GridCRF(potts(2, 1.0), connectivity=5)
     with pytest.raises(TypeError, match="edge_weights must be a sequence of 2 arrays"):
         GridCRF(potts(2, 1.0), edge_weights=np.ones((3, 3)))
     with pytest.raises(ValueError, match=r"edge_weights must hold 4 arrays \(right, down, diag"):
@@ -537,9 +537,9 @@ def test_integer_settings_beyond_c_int_and_float_connectivity():
     unary = np.zeros((3, 2, 2))
     with pytest.raises(ValueError, match=f"max_iter must be <= {2**31 - 2}, got {2**31}"):
         crf.minimize(unary, max_iter=2**31)
-    with pytest.raises(ValueError, match="connectivity must be one of 4, 8; got 8.0"):
+    with pytest.raises(ValueError, match="connectivity must be one of 4, 8, 6, 18, 26; got 8.0"):
         GridCRF(potts(3, 1.0), connectivity=8.0)
-    with pytest.raises(ValueError, match="connectivity must be one of 4, 8; got True"):
+    with pytest.raises(ValueError, match="connectivity must be one of 4, 8, 6, 18, 26; got True"):
         GridCRF(potts(3, 1.0), connectivity=True)
     assert crf.minimize(unary, max_iter=2**31 - 2, method="icm").converged
 

@@ -11,6 +11,7 @@ from crfseg.crf.pairwise import (
     potts,
     truncated_linear,
     truncated_quadratic,
+    volume_contrast_weights,
 )
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "potts",
     "truncated_linear",
     "truncated_quadratic",
+    "volume_contrast_weights",
     "DenseCRFParams",
     "TuneResult",
     "tune_dense_crf",

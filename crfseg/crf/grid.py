@@ -5,8 +5,9 @@
     E(x) = sum_p U[x_p, p] + sum_(p,q) w_pq * V[x_p, x_q]
 
 over the labellings ``x`` of an ``(H, W)`` pixel grid, each undirected edge of
-the 4- or 8-neighbourhood counted once (see :mod:`crfseg.crf.pairwise` for the
-edge layout).  The computation is in the compiled kernel ``crfseg._grid``: our
+the 4- or 8-neighbourhood counted once, or of a ``(D, H, W)`` voxel grid with
+its 6-, 18- or 26-neighbourhood (see :mod:`crfseg.crf.pairwise` for the edge
+layout).  The computation is in the compiled kernel ``crfseg._grid``: our
 own Boykov-Kolmogorov max-flow for the graph-cut methods and sequential
 tree-reweighted message passing with O(L) distance-transform messages.
 Energies are accumulated in float64; float32 and float64 unaries are used as
@@ -35,12 +36,16 @@ from crfseg._validation import (
     shape_of,
 )
 from crfseg.crf.pairwise import (
+    VOLUME_CONNECTIVITIES,
+    VOLUME_EDGE_OFFSETS,
     Pairwise,
     _edge_shapes,
     as_pairwise,
     default_edge_weights,
+    default_volume_edge_weights,
     expansion_violation,
     swap_violation,
+    volume_edge_shapes,
 )
 
 __all__ = ["GridCRF", "GridCRFResult", "maxflow", "METHODS"]
@@ -51,6 +56,7 @@ METHODS: tuple[str, ...] = ("auto", "graphcut", "expansion", "swap", "trws", "ic
 _DEFAULT_MAX_ITER = {"graphcut": 1, "expansion": 20, "swap": 20, "icm": 50, "trws": 200}
 _KIND_CODES = {"general": 0, "potts": 1, "truncated_linear": 2, "truncated_quadratic": 3}
 _EDGE_NAMES = ("right", "down", "diagonal", "anti-diagonal")
+_CONNECTIVITIES = (4, 8, *VOLUME_CONNECTIVITIES)
 _INT32_MAX = 2**31 - 1
 _FLOAT32_SAFE = 1e30  # messages are bounded by edge weight x the range of V
 # energies, and every partial sum the kernels form, stay below this: far from float64's
@@ -64,7 +70,7 @@ class GridCRFResult:
 
     Attributes
     ----------
-    labels : (H, W) ndarray of int32
+    labels : (H, W) or (D, H, W) ndarray of int32
         The labelling.
     energy : float
         Its energy, computed in float64.
@@ -110,7 +116,7 @@ class GridCRFResult:
 
 
 class GridCRF:
-    """A pairwise CRF on a 4- or 8-connected pixel grid.
+    """A pairwise CRF on a 4- or 8-connected pixel grid or a 6-, 18- or 26-connected volume.
 
     Parameters
     ----------
@@ -120,8 +126,9 @@ class GridCRF:
         :func:`~crfseg.crf.potts`, :func:`~crfseg.crf.truncated_linear` or
         :func:`~crfseg.crf.truncated_quadratic`, or pass any finite matrix
         (a matrix equal to one of those is recognised).
-    connectivity : {4, 8}, optional
-        Neighbourhood.  Default 4.
+    connectivity : {4, 8, 6, 18, 26}, optional
+        Neighbourhood: 4 or 8 for ``(L, H, W)`` images, 6, 18 or 26 for
+        ``(L, D, H, W)`` volumes.  Default 4.
     edge_weights : sequence of ndarray, optional
         Non-negative per-edge multipliers ``w_pq``.  4-connectivity:
         ``(right, down)`` of shapes ``(H, W-1)`` and ``(H-1, W)``, where
@@ -130,7 +137,13 @@ class GridCRF:
         anti_diagonal)``, both ``(H-1, W-1)``: ``diagonal[y, x]`` weights
         (y, x)-(y+1, x+1) and ``anti_diagonal[y, x]`` weights (y, x+1)-(y+1, x).
         :func:`~crfseg.crf.contrast_weights` builds them from an image.
-        Default: 1 for straight edges and 1/sqrt(2) for diagonal ones.
+        Volumes: one array per direction of
+        :data:`~crfseg.crf.pairwise.VOLUME_EDGE_OFFSETS` (3, 9 or 13), of
+        shape ``(D - |dz|, H - |dy|, W - |dx|)``;
+        :func:`~crfseg.crf.volume_contrast_weights` builds them from a volume
+        with its voxel spacing.
+        Default: 1 / distance in pixels (voxels): 1 for straight edges,
+        1/sqrt(2) and 1/sqrt(3) for diagonal ones.
 
     Attributes
     ----------
@@ -154,8 +167,9 @@ class GridCRF:
     ``"trws"``
         Sequential tree-reweighted message passing [4]_ with the lower bound
         of its chain decomposition (rows, columns and, for 8-connectivity,
-        both diagonals).  Messages of Potts and truncated linear / quadratic
-        costs take O(L) time [5]_.  Any ``V``.
+        both diagonals; in a volume, the lines along every edge direction).
+        Messages of Potts and truncated linear / quadratic costs take O(L)
+        time [5]_.  Any ``V``.
     ``"icm"``
         Iterated conditional modes [6]_ in raster order; any ``V``.
     ``"auto"``
@@ -203,11 +217,15 @@ class GridCRF:
         edge_weights: Sequence[np.ndarray] | None = None,
     ) -> None:
         self.pairwise = as_pairwise(pairwise)
-        check_choice("connectivity", connectivity, (4, 8))
+        check_choice("connectivity", connectivity, _CONNECTIVITIES)
         self.connectivity = int(connectivity)
-        self._edge_weights = None if edge_weights is None else _check_edge_weights(
-            edge_weights, self.connectivity
-        )
+        self.volume = self.connectivity in VOLUME_CONNECTIVITIES
+        if edge_weights is None:
+            self._edge_weights = None
+        elif self.volume:
+            self._edge_weights = _check_volume_edge_weights(edge_weights, self.connectivity)
+        else:
+            self._edge_weights = _check_edge_weights(edge_weights, self.connectivity)
         matrix = self.pairwise.matrix
         self._expansion_violation = expansion_violation(matrix)
         self._swap_violation = swap_violation(matrix)
@@ -218,10 +236,13 @@ class GridCRF:
         return self.pairwise.num_labels
 
     @property
-    def grid_shape(self) -> tuple[int, int] | None:
-        """``(H, W)`` fixed by ``edge_weights``, or None when any size fits."""
+    def grid_shape(self) -> tuple[int, ...] | None:
+        """``(H, W)`` or ``(D, H, W)`` fixed by ``edge_weights``, or None when any size fits."""
         if self._edge_weights is None:
             return None
+        if self.volume:
+            along_x, along_y, along_z = self._edge_weights[:3]
+            return along_z.shape[0] + 1, along_y.shape[1] + 1, along_x.shape[2] + 1
         right, down = self._edge_weights[:2]
         return down.shape[0] + 1, right.shape[1] + 1
 
@@ -268,35 +289,46 @@ class GridCRF:
             )
         return method
 
-    def _prepare(self, unary: Any) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """Validate ``unary``; return it as (L, N), the (N, K) weights, H, W."""
+    def _prepare(self, unary: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+        """Validate ``unary``; return it as (L, N), the (N, K) weights and (H, W) or (D, H, W)."""
         check_array("unary", unary, allow_tensor=False)
         check_floating_dtype("unary", unary)
-        check_ndim("unary", unary, 3, "(L, H, W) with labels first")
-        num_labels, height, width = shape_of(unary)
+        if unary.ndim != (4 if self.volume else 3):
+            if unary.ndim in (3, 4):
+                kind = "a volume (L, D, H, W)" if unary.ndim == 4 else "an image (L, H, W)"
+                wanted = "6, 18 or 26" if unary.ndim == 4 else "4 or 8"
+                raise ValueError(
+                    f"unary of shape {shape_of(unary)} is {kind}, which needs connectivity "
+                    f"{wanted}, but this GridCRF has connectivity={self.connectivity}")
+            check_ndim("unary", unary, 4 if self.volume else 3,
+                       "(L, D, H, W) with labels first" if self.volume
+                       else "(L, H, W) with labels first")
+        num_labels, *spatial = shape_of(unary)
         if num_labels != self.num_labels:
             raise ValueError(
                 f"unary has {num_labels} labels (shape {shape_of(unary)}) but pairwise is "
                 f"{self.pairwise.matrix.shape}; they must agree on L"
             )
-        if height < 1 or width < 1:
-            raise ValueError(f"unary must have H, W >= 1, got shape {shape_of(unary)}")
-        k = self.connectivity // 2
-        if height * width * k * 2 > _INT32_MAX:
+        if min(spatial) < 1:
+            axes = "D, H, W" if self.volume else "H, W"
+            raise ValueError(f"unary must have {axes} >= 1, got shape {shape_of(unary)}")
+        k = VOLUME_CONNECTIVITIES.get(self.connectivity, self.connectivity // 2)
+        if math.prod(spatial) * k * 2 > _INT32_MAX:
             raise ValueError(f"unary of shape {shape_of(unary)} has too many pixels for the grid")
         expected = self.grid_shape
-        if expected is not None and expected != (height, width):
+        if expected is not None and expected != tuple(spatial):
+            axes = "(D, H, W)" if self.volume else "(H, W)"
             raise ValueError(
-                f"edge_weights are for a {expected[0]}x{expected[1]} grid but unary has shape "
-                f"{shape_of(unary)} (H, W) = ({height}, {width})"
+                f"edge_weights are for a {'x'.join(map(str, expected))} grid but unary has "
+                f"shape {shape_of(unary)} {axes} = {tuple(spatial)}"
             )
         check_finite("unary", unary)
         # float32 stays float32 (the kernels sum it in float64); other floats become float64
         dtype = np.float32 if unary.dtype == np.float32 else np.float64
         label_major = np.ascontiguousarray(
-            unary.reshape(num_labels, height * width), dtype=dtype
+            unary.reshape(num_labels, math.prod(spatial)), dtype=dtype
         )
-        weights = self._weights(height, width)
+        weights = self._weights(tuple(spatial))
         with np.errstate(over="ignore"):
             reach = (float(np.abs(label_major).max(axis=0).sum(dtype=np.float64))
                      + float(weights.sum()) * float(np.abs(self.pairwise.matrix).max()))
@@ -306,10 +338,13 @@ class GridCRF:
                 f"{_ENERGY_LIMIT:g} that float64 sums hold safely; rescale unary and the "
                 "pairwise weight"
             )
-        return label_major, weights, height, width
+        return label_major, weights, tuple(spatial)
 
-    def _weights(self, height: int, width: int) -> np.ndarray:
+    def _weights(self, spatial: tuple[int, ...]) -> np.ndarray:
         """Edge weights as the kernel wants them: (N, K), K per forward direction."""
+        if self.volume:
+            return self._volume_weights(*spatial)
+        height, width = spatial
         arrays = self._edge_weights or default_edge_weights(height, width, self.connectivity)
         k = len(arrays)
         wt = np.zeros((height, width, k), dtype=np.float64)
@@ -321,12 +356,25 @@ class GridCRF:
             wt[: height - 1, 1:, 3] = arrays[3]
         return wt.reshape(height * width, k)
 
-    def _check_labels(self, name: str, labels: Any, height: int, width: int) -> np.ndarray:
+    def _volume_weights(self, depth: int, height: int, width: int) -> np.ndarray:
+        """(N, K) weights of a volume: each direction's array at its edges' first voxels."""
+        arrays = self._edge_weights or default_volume_edge_weights(depth, height, width,
+                                                                   self.connectivity)
+        wt = np.zeros((depth, height, width, len(arrays)), dtype=np.float64)
+        for k, (array, offset) in enumerate(zip(arrays, VOLUME_EDGE_OFFSETS, strict=False)):
+            # the array is indexed by the edge's lowest corner; a negative step starts higher
+            first = tuple(slice(1, None) if step < 0 else slice(0, size - step)
+                          for step, size in zip(offset, (depth, height, width), strict=True))
+            wt[first + (k,)] = array
+        return wt.reshape(depth * height * width, len(arrays))
+
+    def _check_labels(self, name: str, labels: Any, spatial: tuple[int, ...]) -> np.ndarray:
         check_array(name, labels, allow_tensor=False)
         check_integer_dtype(name, labels)
-        if shape_of(labels) != (height, width):
+        if shape_of(labels) != spatial:
+            axes = "(D, H, W)" if len(spatial) == 3 else "(H, W)"
             raise ValueError(
-                f"{name} must have shape (H, W) = ({height}, {width}) to match unary, "
+                f"{name} must have shape {axes} = {spatial} to match unary, "
                 f"got shape {shape_of(labels)}"
             )
         if labels.size:
@@ -350,16 +398,16 @@ class GridCRF:
 
         Parameters
         ----------
-        unary : (L, H, W) ndarray of float32 or float64
-            ``U[l, y, x]``, the cost of label ``l`` at pixel (y, x), e.g.
-            ``-log p``.  Finite.
+        unary : (L, H, W) or (L, D, H, W) ndarray of float32 or float64
+            ``U[l, y, x]``, the cost of label ``l`` at pixel (y, x) (or
+            ``U[l, z, y, x]`` at a voxel), e.g. ``-log p``.  Finite.
         method : {"auto", "graphcut", "expansion", "swap", "trws", "icm"}
             See the class notes.
         max_iter : int, optional
             Most iterations, ``1 <= max_iter <= 2**31 - 2``; ignored by
             ``"graphcut"``.  Defaults: expansion and swap 20 cycles, ICM 50
             sweeps, TRW-S 200 passes.
-        init : (H, W) ndarray of int, optional
+        init : (H, W) or (D, H, W) ndarray of int, optional
             Starting labelling for expansion, swap and ICM (default: the
             per-pixel argmin of ``unary``); for TRW-S the labelling to beat.
             Ignored by ``"graphcut"``.
@@ -388,25 +436,27 @@ class GridCRF:
             max_iter = _DEFAULT_MAX_ITER[method]
         max_iter = check_int("max_iter", max_iter, low=1, high=_INT32_MAX - 1)
         tol = check_number("tol", tol, low=0.0)
-        unary_ln, wt, height, width = self._prepare(unary)
+        unary_ln, wt, spatial = self._prepare(unary)
+        depth, height, width = (1, *spatial) if len(spatial) == 2 else spatial
         if init is not None:
-            labels = self._check_labels("init", init, height, width).copy()
+            labels = self._check_labels("init", init, spatial).copy()
         else:
             labels = np.ascontiguousarray(unary_ln.argmin(axis=0), dtype=np.intc)
         matrix = np.ascontiguousarray(self.pairwise.matrix, dtype=np.float64)
         bound_history = None
         if method == "graphcut":
-            labels, energy = _grid.graphcut(unary_ln, wt, matrix, height, width)
+            labels, energy = _grid.graphcut(unary_ln, wt, matrix, height, width, depth)
             history = np.array([energy])
             lower_bound, n_iter, converged = energy, 1, True
         elif method in ("expansion", "swap", "icm"):
             if method == "icm":
                 history, n_iter, converged = _grid.icm(
                     np.ascontiguousarray(unary_ln.T), wt, matrix, height, width, labels,
-                    max_iter, tol)
+                    max_iter, tol, depth)
             else:
                 history, n_iter, converged = _grid.move_making(
-                    unary_ln, wt, matrix, height, width, labels, method == "swap", max_iter, tol)
+                    unary_ln, wt, matrix, height, width, labels, method == "swap", max_iter, tol,
+                    depth)
             energy, lower_bound = float(history[-1]), None
         else:
             span = float(np.ptp(matrix)) * float(wt.max(initial=0.0))
@@ -422,9 +472,9 @@ class GridCRF:
             energy, lower_bound, history, bound_history, n_iter, converged = _grid.trws(
                 np.ascontiguousarray(unary_ln.T), wt, matrix, np.ascontiguousarray(matrix.T),
                 height, width,
-                _KIND_CODES[kind], weight, cap, labels, init is not None, max_iter, tol)
+                _KIND_CODES[kind], weight, cap, labels, init is not None, max_iter, tol, depth)
         return GridCRFResult(
-            labels=np.asarray(labels, dtype=np.int32).reshape(height, width),
+            labels=np.asarray(labels, dtype=np.int32).reshape(spatial),
             energy=float(energy),
             lower_bound=None if lower_bound is None else float(lower_bound),
             n_iter=int(n_iter),
@@ -439,9 +489,9 @@ class GridCRF:
 
         Parameters
         ----------
-        labels : (H, W) ndarray of int
+        labels : (H, W) or (D, H, W) ndarray of int
             Values in ``[0, L)``.
-        unary : (L, H, W) ndarray of float32 or float64
+        unary : (L, H, W) or (L, D, H, W) ndarray of float32 or float64
 
         Returns
         -------
@@ -456,14 +506,17 @@ class GridCRF:
         >>> GridCRF(potts(2, 1.5)).energy(np.array([[0, 1, 1]]), unary)
         1.5
         """
-        unary_ln, wt, height, width = self._prepare(unary)
-        flat = self._check_labels("labels", labels, height, width)
+        unary_ln, wt, spatial = self._prepare(unary)
+        depth, height, width = (1, *spatial) if len(spatial) == 2 else spatial
+        flat = self._check_labels("labels", labels, spatial)
         matrix = np.ascontiguousarray(self.pairwise.matrix, dtype=np.float64)
-        return float(_grid.energy(unary_ln, wt, matrix, height, width, flat))
+        return float(_grid.energy(unary_ln, wt, matrix, height, width, flat, depth))
 
 
-def _check_edge_weights(edge_weights: Any, connectivity: int) -> tuple[np.ndarray, ...]:
-    expected = 2 if connectivity == 4 else 4
+def _weight_arrays(edge_weights: Any, connectivity: int, labels: Sequence[str], which: str,
+                   ndim: int, layout: str | None) -> list[np.ndarray]:
+    """The checks every edge-weight array passes, in 2-D and 3-D; float64 copies."""
+    expected = len(labels)
     if isinstance(edge_weights, np.ndarray) or not isinstance(edge_weights, Sequence):
         raise TypeError(
             f"edge_weights must be a sequence of {expected} arrays for connectivity="
@@ -471,21 +524,28 @@ def _check_edge_weights(edge_weights: Any, connectivity: int) -> tuple[np.ndarra
         )
     if len(edge_weights) != expected:
         raise ValueError(
-            f"edge_weights must hold {expected} arrays ({', '.join(_EDGE_NAMES[:expected])}) "
+            f"edge_weights must hold {expected} arrays ({which}) "
             f"for connectivity={connectivity}, got {len(edge_weights)}"
         )
     arrays = []
-    for name, weights in zip(_EDGE_NAMES[:expected], edge_weights, strict=True):
-        label = f"edge_weights[{name}]"
+    for label, weights in zip(labels, edge_weights, strict=True):
         check_array(label, weights, allow_tensor=False)
         if not (np.issubdtype(weights.dtype, np.floating)
                 or np.issubdtype(weights.dtype, np.integer)):
             raise TypeError(f"{label} must hold real numbers, got dtype {weights.dtype}")
-        check_ndim(label, weights, 2)
+        check_ndim(label, weights, ndim, layout)
         check_finite(label, weights)
         if weights.size and weights.min() < 0:
             raise ValueError(f"{label} must be >= 0, got a minimum of {weights.min():g}")
         arrays.append(np.ascontiguousarray(weights, dtype=np.float64))
+    return arrays
+
+
+def _check_edge_weights(edge_weights: Any, connectivity: int) -> tuple[np.ndarray, ...]:
+    expected = 2 if connectivity == 4 else 4
+    names = _EDGE_NAMES[:expected]
+    arrays = _weight_arrays(edge_weights, connectivity, [f"edge_weights[{n}]" for n in names],
+                            ", ".join(names), 2, None)
     height, width = arrays[1].shape[0] + 1, arrays[0].shape[1] + 1
     shapes = _edge_shapes(height, width, connectivity)
     actual = [a.shape for a in arrays]
@@ -495,6 +555,26 @@ def _check_edge_weights(edge_weights: Any, connectivity: int) -> tuple[np.ndarra
             f"needs {' '.join(_EDGE_NAMES[:expected])} of shapes (H, W-1), (H-1, W)"
             + (", (H-1, W-1), (H-1, W-1)" if expected == 4 else "")
             + f", here (H, W) = ({height}, {width}) gives {shapes}"
+        )
+    return tuple(arrays)
+
+
+def _check_volume_edge_weights(edge_weights: Any, connectivity: int) -> tuple[np.ndarray, ...]:
+    expected = VOLUME_CONNECTIVITIES[connectivity]
+    labels = [f"edge_weights[{k}] (direction {offset})"
+              for k, offset in enumerate(VOLUME_EDGE_OFFSETS[:expected])]
+    arrays = _weight_arrays(
+        edge_weights, connectivity, labels,
+        f"one per direction (dz, dy, dx) of VOLUME_EDGE_OFFSETS[:{expected}]", 3,
+        "a 3-D array (D - |dz|, H - |dy|, W - |dx|)")
+    shape = (arrays[2].shape[0] + 1, arrays[1].shape[1] + 1, arrays[0].shape[2] + 1)
+    shapes = volume_edge_shapes(*shape, connectivity)
+    actual = [a.shape for a in arrays]
+    if actual != shapes:
+        raise ValueError(
+            f"edge_weights have shapes {actual}, which do not fit one volume; a (D, H, W) "
+            "volume needs, per direction (dz, dy, dx), an array of shape (D - |dz|, H - |dy|, "
+            f"W - |dx|): here (D, H, W) = {shape} gives {shapes}"
         )
     return tuple(arrays)
 

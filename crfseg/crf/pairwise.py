@@ -21,6 +21,17 @@ indexed ``V[label of the first pixel, label of the second]``.  4-connectivity
 uses the first two directions, 8-connectivity all four.  Diagonal edges are
 weighted by 1 / distance = 1 / sqrt(2) by default, the same factor
 :func:`contrast_weights` applies.
+
+A ``(D, H, W)`` volume has the 13 forward directions ``(dz, dy, dx)`` of
+:data:`VOLUME_EDGE_OFFSETS`: 6-connectivity uses the first 3 (x, y, z),
+18-connectivity adds the 6 face diagonals, 26-connectivity the 4 space
+diagonals.  The weights of direction ``(dz, dy, dx)`` are an array of shape
+``(D - |dz|, H - |dy|, W - |dx|)`` whose entry ``[z, y, x]`` weights the edge
+between the voxels ``(z, y + [dy < 0], x + [dx < 0])`` and that voxel plus
+``(dz, dy, dx)``: the array is indexed by the lowest corner of the edge,
+as the 2-D anti-diagonal is.  Default weights are ``1 / distance`` in
+physical units (:func:`default_volume_edge_weights`);
+:func:`volume_contrast_weights` builds them from a volume.
 """
 
 from __future__ import annotations
@@ -53,11 +64,24 @@ __all__ = [
     "contrast_weights",
     "default_edge_weights",
     "EDGE_OFFSETS",
+    "VOLUME_EDGE_OFFSETS",
+    "VOLUME_CONNECTIVITIES",
+    "default_volume_edge_weights",
+    "volume_contrast_weights",
 ]
 
 #: ``(dy, dx)`` from the first to the second pixel of each edge direction, in
 #: the order of the weight arrays; the anti-diagonal's first pixel is (y, x + 1).
 EDGE_OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+#: ``(dz, dy, dx)`` from the first to the second voxel of each volume edge
+#: direction, in the order of the weight arrays (the kernel's order).
+VOLUME_EDGE_OFFSETS: tuple[tuple[int, int, int], ...] = (
+    (0, 0, 1), (0, 1, 0), (1, 0, 0),
+    (0, 1, 1), (0, 1, -1), (1, 0, 1), (1, 0, -1), (1, 1, 0), (1, -1, 0),
+    (1, 1, 1), (1, 1, -1), (1, -1, 1), (1, -1, -1))
+#: Volume connectivities and how many forward directions each uses.
+VOLUME_CONNECTIVITIES: dict[int, int] = {6: 3, 18: 9, 26: 13}
 
 _KINDS = ("potts", "truncated_linear", "truncated_quadratic", "general")
 #: The names :func:`pairwise_by_name` accepts.
@@ -563,3 +587,143 @@ def contrast_weights(
     return tuple(
         np.exp(-beta * s) / math.hypot(*EDGE_OFFSETS[d]) for d, s in enumerate(squared)
     )
+
+
+def _check_spacing(spacing: Any) -> tuple[float, float, float]:
+    """``(sz, sy, sx)``: three finite positive voxel sizes (default 1)."""
+    if spacing is None:
+        return (1.0, 1.0, 1.0)
+    if isinstance(spacing, (str, bytes)) or not hasattr(spacing, "__len__") or len(spacing) != 3:
+        raise ValueError(f"spacing must be 3 voxel sizes (sz, sy, sx), got {spacing!r}")
+    return tuple(check_number(f"spacing[{i}]", v, low=0.0, low_inclusive=False)
+                 for i, v in enumerate(spacing))  # type: ignore[return-value]
+
+
+def volume_edge_shapes(depth: int, height: int, width: int, connectivity: int
+                       ) -> list[tuple[int, int, int]]:
+    """Shapes of the weight arrays of a ``(D, H, W)`` volume, one per direction."""
+    return [(depth - abs(dz), height - abs(dy), width - abs(dx))
+            for dz, dy, dx in VOLUME_EDGE_OFFSETS[:VOLUME_CONNECTIVITIES[connectivity]]]
+
+
+def _distances(connectivity: int, spacing: tuple[float, float, float]) -> list[float]:
+    sz, sy, sx = spacing
+    return [math.sqrt((dz * sz) ** 2 + (dy * sy) ** 2 + (dx * sx) ** 2)
+            for dz, dy, dx in VOLUME_EDGE_OFFSETS[:VOLUME_CONNECTIVITIES[connectivity]]]
+
+
+def default_volume_edge_weights(depth: int, height: int, width: int, connectivity: int = 6,
+                                spacing: Any = None) -> tuple[np.ndarray, ...]:
+    """``1 / distance`` for every edge of a ``(D, H, W)`` voxel grid.
+
+    Parameters
+    ----------
+    depth, height, width : int
+        Volume size, each at least 1.
+    connectivity : {6, 18, 26}
+    spacing : (sz, sy, sx) sequence of float, optional
+        Voxel size along each axis, in physical units; default 1.
+
+    Returns
+    -------
+    tuple of ndarray of float64
+        One array per direction of :data:`VOLUME_EDGE_OFFSETS` (3, 9 or 13),
+        of shape ``(D - |dz|, H - |dy|, W - |dx|)``.
+
+    Examples
+    --------
+    >>> from crfseg.crf.pairwise import default_volume_edge_weights
+    >>> [(w.shape, float(w.max())) for w in default_volume_edge_weights(2, 3, 4,
+    ...                                                                spacing=(2.0, 1, 1))]
+    [((2, 3, 3), 1.0), ((2, 2, 4), 1.0), ((1, 3, 4), 0.5)]
+    """
+    sizes = [check_int(n, v, low=1) for n, v in
+             (("depth", depth), ("height", height), ("width", width))]
+    check_choice("connectivity", connectivity, tuple(VOLUME_CONNECTIVITIES))
+    spacing = _check_spacing(spacing)
+    return tuple(np.full(shape, 1.0 / dist) for shape, dist in
+                 zip(volume_edge_shapes(*sizes, connectivity), _distances(connectivity, spacing),
+                     strict=True))
+
+
+def volume_edge_pairs(array: np.ndarray, direction: int) -> tuple[np.ndarray, np.ndarray]:
+    """Values at the first and second voxel of every edge of one direction ``(D, H, W, ...)``."""
+    first, second = [], []
+    for step in VOLUME_EDGE_OFFSETS[direction]:
+        size = array.shape[len(first)]
+        low = slice(0, size - abs(step))
+        high = slice(abs(step), size)
+        # a negative step starts from the higher voxel of the pair
+        first.append(low if step >= 0 else high)
+        second.append(high if step >= 0 else low)
+    return array[tuple(first)], array[tuple(second)]
+
+
+def volume_contrast_weights(volume: np.ndarray, beta: float | None = None,
+                            connectivity: int = 6, spacing: Any = None
+                            ) -> tuple[np.ndarray, ...]:
+    """Edge weights ``exp(-beta * ||I_p - I_q||^2) / dist(p, q)`` of a volume.
+
+    The volume counterpart of :func:`contrast_weights` (Boykov & Jolly's
+    boundary term, which they define on N-D grids), with distances in
+    physical units.
+
+    Parameters
+    ----------
+    volume : (D, H, W) or (D, H, W, C) ndarray
+        Intensities (``C`` channels, e.g. several MR sequences), any real
+        dtype; differences are taken in float64.
+    beta : float, optional
+        Contrast sensitivity, ``>= 0``.  By default ``1 / (2 * mean
+        ||I_p - I_q||^2)`` over all edges of the chosen connectivity (0 for a
+        constant volume, which gives weights ``1 / dist``).
+    connectivity : {6, 18, 26}
+    spacing : (sz, sy, sx) sequence of float, optional
+        Voxel size along each axis (e.g. NIfTI's ``pixdim`` in the ``(D, H, W)``
+        order); default 1.
+
+    Returns
+    -------
+    tuple of ndarray of float64
+        One array per direction of :data:`VOLUME_EDGE_OFFSETS`, ready for
+        ``GridCRF(..., connectivity=connectivity, edge_weights=...)``.
+
+    References
+    ----------
+    .. [1] Y. Boykov and M.-P. Jolly, "Interactive Graph Cuts for Optimal
+       Boundary & Region Segmentation of Objects in N-D Images", ICCV 2001.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crfseg.crf import volume_contrast_weights
+    >>> volume = np.zeros((2, 2, 3))
+    >>> volume[:, :, 2] = 100.0
+    >>> x, y, z = volume_contrast_weights(volume, beta=1e-4, spacing=(3.0, 1.0, 1.0))
+    >>> x[0].round(3), float(z.max()).__round__(3)
+    (array([[1.   , 0.368],
+           [1.   , 0.368]]), 0.333)
+    """
+    check_array("volume", volume, allow_tensor=False)
+    check_ndim("volume", volume, (3, 4), "(D, H, W) or (D, H, W, C)")
+    if not (np.issubdtype(volume.dtype, np.floating) or np.issubdtype(volume.dtype, np.integer)
+            or volume.dtype == np.bool_):
+        raise TypeError(f"volume must have a real dtype, got {volume.dtype}")
+    check_finite("volume", volume)
+    check_choice("connectivity", connectivity, tuple(VOLUME_CONNECTIVITIES))
+    spacing = _check_spacing(spacing)
+    if beta is not None:
+        beta = check_number("beta", beta, low=0.0)
+    voxels = np.asarray(volume, dtype=np.float64)
+    if voxels.ndim == 3:
+        voxels = voxels[..., None]
+    squared = []
+    for direction in range(VOLUME_CONNECTIVITIES[connectivity]):
+        first, second = volume_edge_pairs(voxels, direction)
+        squared.append(((first - second) ** 2).sum(axis=-1))
+    if beta is None:
+        count = sum(sq.size for sq in squared)
+        mean = sum(float(sq.sum()) for sq in squared) / count if count else 0.0
+        beta = 0.5 / mean if mean > 0.0 else 0.0
+    return tuple(np.exp(-beta * sq) / dist
+                 for sq, dist in zip(squared, _distances(connectivity, spacing), strict=True))
