@@ -276,7 +276,7 @@ def labels_to_unary(labels: Any, num_classes: int, gt_prob: float = 0.5,
     Examples
     --------
     >>> u = labels_to_unary(np.array([0, 1, 9]), 3, gt_prob=0.8, unknown_label=9)
-    >>> np.round(np.exp(-u), 3).T.tolist()
+    >>> np.round(np.exp(-u.astype(np.float64)), 3).T.tolist()
     [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.333, 0.333, 0.333]]
     """
     check_array("labels", labels)
