@@ -71,14 +71,17 @@ def _refine_one(job: RefineJob) -> dict[str, Any]:
         probs = DenseCRF(**job.crf_options).refine(scores, image, input_type=job.input_type)
     seconds = time.perf_counter() - start
     labels = probs.argmax(axis=0).astype(np.int64)
-    result: dict[str, Any] = {"name": job.name, "seconds": seconds, "shape": scores.shape}
+    result: dict[str, Any] = {"name": job.name, "seconds": seconds, "shape": probs.shape}
     if job.gt is not None:
         target = io.read_labels(job.gt)
         if target.shape != labels.shape:
             raise ValueError(f"ground truth {job.gt} is {target.shape} but the scores are "
                              f"{labels.shape}")
         num_classes = job.num_classes or scores.shape[0]
-        before = scores_to_labels(scores, job.input_type)
+        if scores.ndim == 2:  # a binary map: the foreground's probability, or its logit
+            before = (scores > (0.0 if job.input_type == "logits" else 0.5)).astype(np.int64)
+        else:
+            before = scores_to_labels(scores, job.input_type)
         result["before"] = confusion_matrix(before, target, num_classes, job.ignore_index)
         result["after"] = confusion_matrix(labels, target, num_classes, job.ignore_index)
     if job.output is not None:
@@ -98,8 +101,20 @@ def add_parser(subparsers: Any) -> None:
                     "connected CRF. --unary and --image are two files, or two folders paired by "
                     "file stem.",
     )
-    p.add_argument("--unary", required=True, help="scores .npy/.npz file or folder")
-    p.add_argument("--image", required=True, help="image file or folder")
+    p.add_argument("--unary", help="scores .npy/.npz file or folder: (C, H, W), (H, W, C) or a "
+                                   "binary (H, W) map; with a volume --image, NIfTI (X, Y, Z, C) "
+                                   "or .npy (C, D, H, W) scores")
+    p.add_argument("--labels", help="an annotation to refine instead of scores: a gray, palette "
+                                    "or colour-coded PNG whose distinct values (colours) are the "
+                                    "classes; the output keeps its encoding")
+    p.add_argument("--gt-prob", type=float, default=0.5,
+                   help="with --labels: the confidence in the labels, in (0, 1) (0.5)")
+    p.add_argument("--unknown", help="with --labels: the value of unlabelled pixels, a gray value "
+                                     "or palette index (e.g. 255) or an R,G,B colour (e.g. 0,0,0)")
+    p.add_argument("--image", required=True,
+                   help="image file or folder; a NIfTI (.nii, .nii.gz) or .npy volume")
+    p.add_argument("--spacing", help="voxel size sz,sy,sx of a .npy volume, in the units of "
+                                     "--sxy and --gaussian-sxy (NIfTI files carry theirs)")
     p.add_argument("-o", "--output", help="labels PNG (single file mode)")
     p.add_argument("--output-dir", help="folder for label PNGs (folder mode)")
     p.add_argument("--save-probs", help="refined probabilities .npy (a folder in folder mode)")
@@ -141,6 +156,14 @@ def _ground_truths(args: argparse.Namespace, pairs: list[tuple[str, Path, Path |
 def run(args: argparse.Namespace) -> int:
     """Refine every (scores, image) pair; print one summary line; return the exit code."""
     options = crf_options(args)
+    if (args.unary is None) == (args.labels is None):
+        raise ValueError("give either --unary (scores) or --labels (an annotation)")
+    if args.labels is None and (args.unknown is not None or args.gt_prob != 0.5):
+        raise ValueError("--gt-prob and --unknown apply to --labels only")
+    if args.labels is not None or _is_volume(args.image):
+        return _refine_single(args, options)
+    if args.spacing is not None:
+        raise ValueError("--spacing applies to volumes (NIfTI or .npy images) only")
     params = read_params(args)
     shard = parse_shard(args.shard)
     colours = palette(args.palette)
@@ -195,3 +218,117 @@ def _summary(report: BatchReport, elapsed: float, n_iter: int, folder_mode: bool
                  f"pixel acc {percent(pixel_accuracy(before))} -> "
                  f"{percent(pixel_accuracy(after))}")
     return line
+
+
+# ------------------------------------------------- label maps and volumes (one file each)
+
+_SINGLE_ONLY = (("gt", "--gt"), ("overlay", "--overlay"), ("output_dir", "--output-dir"),
+                ("shard", "--shard"), ("key", "--key"), ("palette", "--palette"))
+
+
+def _is_volume(path: str) -> bool:
+    """A NIfTI image, or a .npy image (whose 2-D counterpart would be a PNG), is a volume."""
+    from crfseg import io
+
+    return io.is_volume_file(path) or Path(path).suffix.lower() == ".npy"
+
+
+def _parse_spacing(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--spacing must be three numbers sz,sy,sx, got {text!r}") from None
+    if len(values) != 3:
+        raise ValueError(f"--spacing must be three numbers sz,sy,sx, got {text!r}")
+    return values
+
+
+def _check_single_inputs(args: argparse.Namespace, volume: bool) -> None:
+    """Everything the label-map and volume modes refuse, before any file is read."""
+    from crfseg import io
+
+    source = args.labels if args.labels is not None else args.unary
+    for path, flag in ((source, "--labels" if args.labels is not None else "--unary"),
+                       (args.image, "--image")):
+        if Path(path).is_dir():
+            raise ValueError(f"{flag} must be one file with --labels or a volume, got the "
+                             f"folder {path}")
+    for attr, flag in _SINGLE_ONLY:
+        if getattr(args, attr, None) is not None:
+            raise ValueError(f"{flag} does not apply to --labels or volumes")
+    if args.params is not None or args.workers != 1 or args.layout != "auto":
+        raise ValueError("--params, --workers and --layout do not apply to --labels or volumes")
+    if args.labels is not None and args.input_type != "auto":
+        raise ValueError("--input-type does not apply to --labels (it reads labels)")
+    if volume and args.labels is not None:
+        raise ValueError("--labels takes a 2-D label image (PNG); refine a volume from its "
+                         "scores with --unary")
+    if args.output is not None:
+        if volume and not (io.is_volume_file(args.output)
+                           or Path(args.output).suffix.lower() == ".npy"):
+            raise ValueError(f"-o must name a NIfTI (.nii, .nii.gz) or .npy file for a volume, "
+                             f"got {args.output}")
+        if not volume:
+            io.check_label_path(args.output, "-o")
+    if args.save_probs is not None and not (
+            Path(args.save_probs).suffix.lower() == ".npy"
+            or (volume and io.is_volume_file(args.save_probs))):
+        raise ValueError(f"--save-probs must name a .npy file{' or a NIfTI file' if volume else ''}"
+                         f", got {args.save_probs}")
+
+
+def _refine_single(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """Refine one annotation (``--labels``) or one volume; write the results in kind."""
+    from crfseg import io
+    from crfseg.crf import DenseCRF
+
+    volume = _is_volume(args.image)
+    _check_single_inputs(args, volume)
+    spacing = _parse_spacing(args.spacing)
+    extra: dict[str, Any] = {}
+    info = encoding = None
+    if volume:
+        image, info = io.read_volume(args.image)
+        spacing = spacing or info.spacing
+        if spacing is None:
+            raise ValueError(f"--spacing sz,sy,sx is required for the .npy volume {args.image} "
+                             "(NIfTI files carry their voxel size)")
+        scores, _ = io.read_volume_scores(args.unary, image.shape[:3])
+        input_type, extra["spacing"] = args.input_type, spacing
+    else:
+        if spacing is not None:
+            raise ValueError("--spacing applies to volumes (NIfTI or .npy images) only")
+        image = io.read_image(args.image)
+        scores, encoding = io.read_label_map(args.labels, unknown=args.unknown)
+        if scores.shape != image.shape[:2]:
+            raise ValueError(f"label file {args.labels} is {scores.shape} but the image is "
+                             f"{image.shape[:2]}")
+        if encoding.num_classes < 2:
+            raise ValueError(f"label file {args.labels} holds one class besides the unknown "
+                             "label; the CRF needs two at least")
+        input_type = "labels"
+        extra = {"num_classes": encoding.num_classes, "gt_prob": args.gt_prob,
+                 "unknown_label": -1}
+    start = time.perf_counter()
+    probs = DenseCRF(**options).refine(scores, image, input_type, **extra)
+    seconds = time.perf_counter() - start
+    labels = probs.argmax(axis=0).astype(np.int64)
+    if args.output is not None:
+        if volume:
+            io.write_volume(args.output, labels, info)
+        else:
+            io.write_label_map(args.output, labels, encoding)
+    if args.save_probs is not None:
+        if volume:
+            io.write_volume(args.save_probs, probs, info)
+        else:
+            io.write_scores(args.save_probs, probs)
+    size = "x".join(str(n) for n in labels.shape[::-1])
+    where = f" -> {args.output}" if args.output is not None else ""
+    kind = (f"volume, spacing {','.join(f'{s:g}' for s in spacing)}" if volume
+            else f"{encoding.kind} labels")
+    print(f"refined {Path(args.image).name}: {probs.shape[0]} classes, {size} ({kind}), "
+          f"{options['n_iter']} iterations in {seconds:.2f} s{where}")
+    return 0
