@@ -155,6 +155,56 @@ def build_densecrf(settings: dict[str, Any]) -> Any:
     return DenseCRF(**settings)
 
 
+class TunedDenseCRF:
+    """The post-processing of a ``crfseg tune`` parameter file, as ``evaluate`` takes it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Parameter file (``crfseg.crf.DenseCRFParams.write``).
+    backend : {"pydensecrf", "torch"}
+        DenseCRF engine.
+    """
+
+    def __init__(self, path: str | Path, backend: str = "pydensecrf") -> None:
+        from crfseg.crf import DenseCRFParams
+
+        self.params = DenseCRFParams.read(path)
+        self.crf = self.params.dense_crf(backend)
+        self.backend = backend if self.crf is not None else "torch"
+
+    def predict(self, scores: Any, image: Any, input_type: str = "auto") -> Any:
+        """Labels ``(H, W)`` or ``(N, H, W)``: the unary scaled, then the DenseCRF (if any)."""
+        return self.params.refine(scores, image, input_type, crf=self.crf).argmax(-3)
+
+
+def crfasrnn_init(path: str | Path, cnn: nn.Module, num_classes: int) -> dict[str, Any]:
+    """CRFasRNN settings from a ``crfseg tune`` parameter file; the unary scale goes into ``cnn``.
+
+    The kernels' widths and weights become the layer's ``theta_*`` and
+    ``*_weight``; the unary scale multiplies the weights and bias of the
+    network's last layer with ``num_classes`` outputs, so its logits are
+    scaled exactly.  A file that says ``"crf": "none"`` leaves both unchanged.
+    """
+    from crfseg.crf import DenseCRFParams
+
+    params = DenseCRFParams.read(path)
+    if params.crf == "none":
+        return {}
+    last = [m for m in cnn.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+            and m.out_channels == num_classes]
+    if not last:
+        raise ValueError(f"no convolution with {num_classes} outputs in the network to carry "
+                         f"the unary scale of {path}")
+    with torch.no_grad():
+        last[-1].weight.mul_(params.unary_scale)
+        if last[-1].bias is not None:
+            last[-1].bias.mul_(params.unary_scale)
+    return {"theta_alpha": params.bilateral_sxy, "theta_beta": params.bilateral_srgb,
+            "theta_gamma": params.gaussian_sxy, "bilateral_weight": params.bilateral_compat,
+            "spatial_weight": params.gaussian_compat}
+
+
 def make_dataset(config: dict[str, Any], root: str | None, split: str, training: bool) -> Any:
     """The dataset of a configuration, with the training or evaluation transforms."""
     section = config["dataset"]
@@ -254,6 +304,9 @@ def build_train_parser(config: dict[str, Any]) -> argparse.ArgumentParser:
 def _scoring_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="split to score (default: the configuration's val)")
     parser.add_argument("--no-crf", action="store_true", help="skip DenseCRF post-processing")
+    parser.add_argument("--crf-params",
+                        help="DenseCRF parameters from 'crfseg tune' (evaluate: the DenseCRF "
+                             "row uses them; train --stage crfasrnn: the layer starts from them)")
     parser.add_argument("--json", help="write the scores to this JSON file")
     parser.add_argument("--markdown", action="store_true",
                         help="also print the mIoU row as a markdown table")
@@ -328,7 +381,10 @@ def _train(config: dict[str, Any], args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"stage crfasrnn starts from the CNN of stage cnn, but "
                                     f"{first} does not exist; run --stage cnn first")
         _load_weights(model, first)
-        model = build_crfasrnn(model, data.num_classes, config["crfasrnn"])
+        layer = dict(config["crfasrnn"])
+        if args.crf_params:
+            layer.update(crfasrnn_init(args.crf_params, model, data.num_classes))
+        model = build_crfasrnn(model, data.num_classes, layer)
         settings = {**settings, **{k: v for k, v in config["crfasrnn"].items()
                                    if k in ("max_steps", "batch_size", "lr", "optimizer",
                                             "weight_decay", "checkpoint_every")}}
@@ -410,6 +466,8 @@ def _score(config: dict[str, Any], args: argparse.Namespace, model: nn.Module,
     if data is None:
         data = make_dataset(config, args.data_root, split, training=False)
     crf = None if args.no_crf else build_densecrf(config["densecrf"])
+    if args.crf_params and not args.no_crf:
+        crf = TunedDenseCRF(args.crf_params, config["densecrf"].get("backend", "pydensecrf"))
     num_workers = args.num_workers if args.num_workers is not None else config["train"].get(
         "num_workers", 0)
     report = evaluate(model, data, crf=crf, end_to_end=end_to_end,

@@ -280,3 +280,23 @@ def test_cli_refine_rejects_foreign_params_files(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and match in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_predict_applies_params(tmp_path, capsys):
+    from crfseg.models import get_model, predict_logits, save_checkpoint
+
+    torch.manual_seed(0)
+    model = get_model("unet", 3, base_width=4, depth=2).eval()
+    checkpoint = save_checkpoint(tmp_path / "unet.pt", model)
+    _, images, _ = _folders(tmp_path, count=1)
+    params = DenseCRFParams(n_iter=2, bilateral_sxy=15.0, bilateral_srgb=6.0, unary_scale=3.0)
+    params.write(tmp_path / "p.json")
+    args = ["predict", "--checkpoint", str(checkpoint), "--image",
+            str(tmp_path / "images" / "f0.png"), "-o", str(tmp_path / "o.png"), "--params",
+            str(tmp_path / "p.json")]
+    assert main(args) == 2
+    assert "--params applies to the dense CRF: give --crf dense" in capsys.readouterr().err
+    assert main([*args, "--crf", "dense"]) == 0, capsys.readouterr().err
+    logits = predict_logits(model, images[0])
+    expected = params.refine(logits, images[0], "logits", backend="pydensecrf").argmax(0)
+    np.testing.assert_array_equal(io.read_labels(tmp_path / "o.png"), expected)

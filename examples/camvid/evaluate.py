@@ -1,16 +1,235 @@
-"""Evaluate CNN, CNN + DenseCRF and CNN + CRFasRNN on CamVid (SegNet layout).
+"""Score on CamVid, side by side: CNN; + DenseCRF (defaults); + DenseCRF (tuned); + CRFasRNN.
 
-    python examples/camvid/evaluate.py --data-root /path/to/data --output runs/camvid
+    python examples/camvid/evaluate.py --data-root /path/to/camvid --output runs/camvid_cpu \\
+        --crf-params runs/camvid_cpu/crf_params.json --half odd \\
+        --panel docs/images/camvid_panel.jpg
 
-The recipe is in config.json beside this file; the driver is examples/common.py.
+``--output`` is the run folder of ``train.py`` (``cnn/last.pt``, and
+``crfasrnn/last.pt`` once stage crfasrnn has run).  The rows are the CNN
+alone; the CNN + DenseCRF with crfseg's defaults (the VOC values); with the
+parameters ``crfseg tune`` fitted (``--crf-params``); and the network trained
+end to end with a CRFasRNN layer.  ``--half odd`` scores the val images that
+``split_val.py`` did not give to the tuning.  Every row prints its per-class
+IoU and its seconds per image (the CNN's forward pass included).
 """
 
+from __future__ import annotations
+
+import argparse
 import sys
+import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-from common import evaluate_main  # noqa: E402
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from common import (  # noqa: E402
+    USER_ERRORS,
+    build_crfasrnn,
+    build_model,
+    load_config,
+    make_dataset,
+)
+from split_val import half_indices  # noqa: E402
+
+from crfseg import io  # noqa: E402
+from crfseg.metrics import confusion_matrix, iou, mean_iou, pixel_accuracy  # noqa: E402
+
+ROWS = {"cnn": "CNN", "cnn+densecrf": "CNN + DenseCRF (defaults)",
+        "cnn+densecrf_tuned": "CNN + DenseCRF (tuned)",
+        "end_to_end": "CNN + CRFasRNN (end to end)"}
+PANEL_TITLES = {"cnn": "CNN", "cnn+densecrf_tuned": "tuned CRF", "end_to_end": "CRFasRNN"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", help="folder holding CamVid/")
+    parser.add_argument("--output", default="runs/camvid", help="run folder of train.py")
+    parser.add_argument("--config", help="configuration (default: the run's config.json)")
+    parser.add_argument("--split", default="val", help="split to score (val)")
+    parser.add_argument("--half", default="all", choices=("all", "even", "odd"),
+                        help="images of the split sorted by stem: all, or every other one")
+    parser.add_argument("--limit", type=int, help="score only the first N images")
+    parser.add_argument("--crf-params", help="parameter file from 'crfseg tune'")
+    parser.add_argument("--no-crf", action="store_true", help="skip the DenseCRF rows")
+    parser.add_argument("--backend", default="pydensecrf", choices=("pydensecrf", "torch"),
+                        help="engine of the DenseCRF rows (pydensecrf)")
+    parser.add_argument("--panel", help="write a picture of a few images (image | CNN | tuned "
+                                        "CRF | CRFasRNN | ground truth) here (.jpg)")
+    parser.add_argument("--panel-images", type=int, default=3, help="rows of the panel (3)")
+    parser.add_argument("--json", help="write the scores to this JSON file")
+    parser.add_argument("--markdown", action="store_true", help="also print a markdown table")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--num-workers", type=int, default=0,
+                        help="accepted for the shared driver's command line; images are read "
+                             "in this process")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _networks(config: dict[str, Any], output: Path, num_classes: int) -> dict[str, Any]:
+    from crfseg.training import load_training_state
+
+    checkpoints = {"cnn": output / "cnn" / "last.pt",
+                   "end_to_end": output / "crfasrnn" / "last.pt"}
+    if not checkpoints["cnn"].is_file():
+        raise FileNotFoundError(f"no trained CNN: {checkpoints['cnn']} does not exist; run "
+                                f"train.py --output {output} first")
+    networks = {}
+    for key, path in checkpoints.items():
+        if not path.is_file():
+            continue
+        model = build_model(config["model"], num_classes)
+        if key == "end_to_end":
+            model = build_crfasrnn(model, num_classes, config["crfasrnn"])
+        model.load_state_dict(load_training_state(path)["model"])
+        networks[key] = model.eval()
+    return networks
+
+
+def _panel(path: str, tiles: list[tuple[np.ndarray, list[np.ndarray], list[str]]],
+           palette: Any, ignore_index: int) -> Path:
+    """Panels of several images, one row each, stacked and halved into one JPEG."""
+    import cv2
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for i, (image, maps, titles) in enumerate(tiles):
+            row = io.write_panel(Path(folder) / f"{i}.png", image, maps, titles=titles,
+                                 palette=palette, ignore_index=ignore_index)
+            rows.append(io.read_image(row))
+    picture = np.concatenate(rows, axis=0)
+    small = cv2.resize(picture, (picture.shape[1] // 2, picture.shape[0] // 2),
+                       interpolation=cv2.INTER_AREA)
+    return io.write_image(path, small)
+
+
+def score(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every row over the chosen images; return matrices, seconds and the panel tiles."""
+    from crfseg.crf import DenseCRF, DenseCRFParams
+    from crfseg.datasets.transforms import normalize
+    from crfseg.training.adapters import logits_of, normalization_of, resize_to
+
+    output = Path(args.output)
+    resolved = output / "config.json"
+    config = load_config(args.config or (resolved if resolved.is_file()
+                                         else HERE / "config.json"))
+    params = DenseCRFParams.read(args.crf_params) if args.crf_params else None
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = make_dataset(config, args.data_root, args.split, training=False)
+    networks = _networks(config, output, data.num_classes)
+    stems = [Path(image).stem for image, _ in data.samples]
+    indices = half_indices(stems, args.half)[:args.limit]
+    crfs: dict[str, Any] = {}
+    if not args.no_crf:
+        crfs["cnn+densecrf"] = DenseCRF(backend=args.backend)
+        if params is not None:
+            crfs["cnn+densecrf_tuned"] = params
+    keys = ["cnn", *crfs, *(["end_to_end"] if "end_to_end" in networks else [])]
+    c = data.num_classes
+    matrices = {k: np.zeros((c, c), dtype=np.int64) for k in keys}
+    seconds = dict.fromkeys(keys, 0.0)
+    mean, std = normalization_of(networks["cnn"], None)
+    tuned_engine = params.dense_crf(args.backend) if params is not None else None
+    shown = set(indices[:: max(1, len(indices) // max(1, args.panel_images))][:args.panel_images])
+    tiles = []
+    from tqdm.auto import tqdm
+
+    for index in tqdm(indices, desc="evaluate", disable=args.no_progress):
+        image, target = data[index]
+        images = image[None].float()
+        inputs = normalize(images, mean, std)
+        labels = {}
+        with torch.no_grad():
+            tick = time.perf_counter()
+            logits = resize_to(logits_of(networks["cnn"](inputs)), target.shape[-2:]).float()
+            cnn_seconds = time.perf_counter() - tick
+            labels["cnn"] = logits.argmax(1)[0].numpy()
+            seconds["cnn"] += cnn_seconds
+            rgb = image.permute(1, 2, 0).numpy()
+            scores = logits[0].numpy()
+            for key, crf in crfs.items():
+                tick = time.perf_counter()
+                if key == "cnn+densecrf_tuned":
+                    probs = crf.refine(scores, rgb, "logits", crf=tuned_engine)
+                else:
+                    probs = crf.refine(scores, rgb, "logits")
+                labels[key] = np.asarray(probs).argmax(0)
+                seconds[key] += cnn_seconds + time.perf_counter() - tick
+            if "end_to_end" in networks:
+                tick = time.perf_counter()
+                refined = logits_of(networks["end_to_end"](inputs, images))
+                labels["end_to_end"] = refined.argmax(1)[0].numpy()
+                seconds["end_to_end"] += time.perf_counter() - tick
+        gt = target.numpy()
+        for key in keys:
+            matrices[key] += confusion_matrix(labels[key], gt, c, ignore_index=data.ignore_index)
+        if index in shown:
+            panel_keys = [k for k in PANEL_TITLES if k in labels]
+            tiles.append((rgb, [labels[k] for k in panel_keys] + [gt],
+                          ["image", *(PANEL_TITLES[k] for k in panel_keys), "ground truth"]))
+    return {"config": config, "data": data, "keys": keys, "matrices": matrices,
+            "seconds": {k: v / len(indices) for k, v in seconds.items()},
+            "num_images": len(indices), "tiles": tiles, "params": params}
+
+
+def table(result: dict[str, Any], markdown: bool = False) -> str:
+    """Rows: the variants; columns: mIoU, each class's IoU (percent), seconds per image."""
+    names = [n[:9] for n in result["data"].classes]
+    header = ["", "mIoU", *names, "s/image"]
+    lines = []
+    for key in result["keys"]:
+        per_class = iou(result["matrices"][key])
+        cells = [ROWS[key], f"{100 * mean_iou(result['matrices'][key]):.2f}",
+                 *("n/a" if np.isnan(v) else f"{100 * v:.1f}" for v in per_class),
+                 f"{result['seconds'][key]:.2f}"]
+        lines.append(cells)
+    if markdown:
+        rows = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+        return "\n".join(rows + ["| " + " | ".join(cells) + " |" for cells in lines])
+    width = max(len(ROWS[k]) for k in result["keys"])
+    fmt = [f"{{:<{width}}}"] + ["{:>9}"] * (len(header) - 1)
+    return "\n".join(" ".join(f.format(v) for f, v in zip(fmt, row)) for row in [header, *lines])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = score(args)
+    except USER_ERRORS as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    data = result["data"]
+    print(f"camvid {args.split} ({args.half}): {result['num_images']} images")
+    print(table(result))
+    if args.markdown:
+        print(table(result, markdown=True))
+    if args.panel and result["tiles"]:
+        path = _panel(args.panel, result["tiles"], data.palette, data.ignore_index)
+        print(f"panel -> {path}")
+    if args.json:
+        io.write_json(args.json, {
+            "split": args.split, "half": args.half, "num_images": result["num_images"],
+            "class_names": list(data.classes),
+            "variants": {k: {"title": ROWS[k], "mean_iou": mean_iou(result["matrices"][k]),
+                             "pixel_accuracy": pixel_accuracy(result["matrices"][k]),
+                             "iou": iou(result["matrices"][k]),
+                             "seconds_per_image": result["seconds"][k],
+                             "confusion": result["matrices"][k]} for k in result["keys"]},
+            "crf_params": result["params"].to_dict() if result["params"] else None})
+    return 0
+
 
 if __name__ == "__main__":
-    sys.exit(evaluate_main(Path(__file__).with_name("config.json")))
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The CamVid recipe: CPU config, val halves, tuned CRF, CRFasRNN from tuned parameters, the table.
+
+The end-to-end run uses a fake folder in CamVid's layout; the tests marked
+``real`` read the SegNet CamVid split from ``../shared/datasets/camvid`` and
+skip when it is absent (users' clones do not have it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fake_datasets import WRITERS, run_example
+
+from crfseg import io
+from crfseg.cli import main
+from crfseg.crf import DenseCRFParams, tune_dense_crf
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+sys.path.insert(0, str(EXAMPLES / "camvid"))
+
+from common import TunedDenseCRF, build_model, crfasrnn_init  # noqa: E402
+from split_val import half_indices  # noqa: E402
+
+REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid"
+real = pytest.mark.skipif(not (REAL_ROOT / "CamVid" / "val").is_dir(),
+                          reason=f"CamVid not found at {REAL_ROOT}")
+CPU_CONFIG = str(EXAMPLES / "camvid" / "config_cpu.json")
+SMALL = ("--num-workers", "0", "--no-progress", "--threads", "1")
+
+
+@pytest.mark.slow
+def test_cpu_recipe_end_to_end_on_a_fake_folder(tmp_path, capsys):
+    root = WRITERS["camvid"](tmp_path / "data", n=4)
+    run = tmp_path / "run"
+    assert run_example("camvid", "train", "--config", CPU_CONFIG, "--data-root", str(root),
+                       "--output", str(run), "--max-steps", "1", "--batch-size", "2",
+                       "--crop-size", "24", "32", *SMALL) == 0
+    assert json.loads((run / "config.json").read_text())["model"]["name"] == "enet"
+    assert run_example("camvid", "split_val", "--data-root", str(root), "--out",
+                       str(tmp_path / "val")) == 0
+    tune_dir, test_dir = tmp_path / "val" / "tune", tmp_path / "val" / "test"
+    assert sorted(p.name for p in (tune_dir / "images").iterdir()) == [
+        "0001TP_006690.png", "0001TP_006750.png"]
+    assert main(["predict", "--checkpoint", str(run / "model.pt"), "--image",
+                 str(tune_dir / "images"), "--save-logits", str(tune_dir / "logits")]) == 0
+    params = tmp_path / "params.json"
+    assert main(["tune", "--unary", str(tune_dir / "logits"), "--image",
+                 str(tune_dir / "images"), "--gt", str(tune_dir / "gt"), "--num-classes", "11",
+                 "--ignore-index", "11", "--trials", "2", "--backend", "pydensecrf",
+                 "--no-progress", "-o", str(params)]) == 0
+    DenseCRFParams.read(params)
+    assert run_example("camvid", "train", "--config", CPU_CONFIG, "--stage", "crfasrnn",
+                       "--crf-params", str(params), "--data-root", str(root), "--output",
+                       str(run), "--max-steps", "1", "--batch-size", "1", *SMALL) == 0
+    capsys.readouterr()
+    scores = tmp_path / "scores.json"
+    assert run_example("camvid", "evaluate", "--data-root", str(root), "--output", str(run),
+                       "--crf-params", str(params), "--half", "odd", "--panel",
+                       str(tmp_path / "panel.jpg"), "--json", str(scores), "--markdown",
+                       "--no-progress") == 0
+    printed = capsys.readouterr().out
+    assert "camvid val (odd): 2 images" in printed
+    for title in ("CNN + DenseCRF (defaults)", "CNN + DenseCRF (tuned)",
+                  "CNN + CRFasRNN (end to end)"):
+        assert title in printed
+    report = json.loads(scores.read_text())
+    assert list(report["variants"]) == ["cnn", "cnn+densecrf", "cnn+densecrf_tuned",
+                                        "end_to_end"]
+    assert len(report["variants"]["cnn"]["iou"]) == 11
+    panel = io.read_image(tmp_path / "panel.jpg")
+    assert panel.ndim == 3 and panel.shape[1] > 4 * 16  # five tiles side by side
+
+
+def test_val_halves_are_fixed_disjoint_and_cover_the_split():
+    stems = ["b", "d", "a", "c", "e"]
+    even, odd = half_indices(stems, "even"), half_indices(stems, "odd")
+    assert [stems[i] for i in even] == ["a", "c", "e"] and [stems[i] for i in odd] == ["b", "d"]
+    assert sorted(even + odd) == [0, 1, 2, 3, 4]
+    assert [stems[i] for i in half_indices(stems, "all")] == ["a", "b", "c", "d", "e"]
+    with pytest.raises(ValueError, match="half must be 'even', 'odd' or 'all', got 'first'"):
+        half_indices(stems, "first")
+
+
+def test_crfasrnn_init_scales_the_logits_and_sets_the_kernels(tmp_path):
+    torch.manual_seed(0)
+    cnn = build_model({"name": "enet"}, 11).eval()
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        before = cnn(x)
+    params = DenseCRFParams(gaussian_sxy=2.0, gaussian_compat=1.5, bilateral_sxy=30.0,
+                            bilateral_srgb=4.0, bilateral_compat=2.5, unary_scale=1.8)
+    params.write(tmp_path / "p.json")
+    layer = crfasrnn_init(tmp_path / "p.json", cnn, 11)
+    assert layer == {"theta_alpha": 30.0, "theta_beta": 4.0, "theta_gamma": 2.0,
+                     "bilateral_weight": 2.5, "spatial_weight": 1.5}
+    with torch.no_grad():
+        torch.testing.assert_close(cnn(x), 1.8 * before, rtol=1e-5, atol=1e-5)
+    DenseCRFParams(crf="none").write(tmp_path / "none.json")
+    assert crfasrnn_init(tmp_path / "none.json", cnn, 11) == {}
+    with pytest.raises(ValueError, match="no convolution with 5 outputs"):
+        crfasrnn_init(tmp_path / "p.json", cnn, 5)
+
+
+def test_tuned_dense_crf_predicts_what_the_params_refine(tmp_path, rng):
+    params = DenseCRFParams(n_iter=2, bilateral_sxy=10.0, unary_scale=2.0)
+    params.write(tmp_path / "p.json")
+    scores = rng.normal(size=(3, 12, 16)).astype(np.float32)
+    image = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    crf = TunedDenseCRF(tmp_path / "p.json")
+    np.testing.assert_array_equal(crf.predict(scores, image, "logits"),
+                                  params.refine(scores, image, "logits",
+                                                backend="pydensecrf").argmax(0))
+    DenseCRFParams(crf="none").write(tmp_path / "none.json")
+    none = TunedDenseCRF(tmp_path / "none.json")
+    assert none.backend == "torch"  # refines whole batches: no per-image loop needed
+    np.testing.assert_array_equal(none.predict(scores, image, "logits"), scores.argmax(0))
+
+
+def test_evaluate_user_errors_exit_2(tmp_path, capsys):
+    root = WRITERS["camvid"](tmp_path / "data")
+    assert run_example("camvid", "evaluate", "--data-root", str(root), "--output",
+                       str(tmp_path / "absent"), "--no-progress") == 2
+    assert "no trained CNN" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text('{"kind": "other"}')
+    assert run_example("camvid", "evaluate", "--data-root", str(root), "--output",
+                       str(tmp_path / "absent"), "--crf-params", str(tmp_path / "bad.json"),
+                       "--no-progress") == 2
+    assert "is not a crfseg DenseCRF parameter file" in capsys.readouterr().err
+
+
+@real
+def test_real_val_halves():
+    from crfseg.datasets import CamVid
+
+    data = CamVid(REAL_ROOT, split="val")
+    stems = [Path(image).stem for image, _ in data.samples]
+    even, odd = half_indices(stems, "even"), half_indices(stems, "odd")
+    assert (len(data), len(even), len(odd)) == (101, 51, 50)
+    assert not set(even) & set(odd)
+
+
+@real
+def test_real_images_tuned_crf_cleans_noisy_scores():
+    """On real street scenes, a tuned CRF must recover labels from pixel-wise noisy scores."""
+    from crfseg.datasets import CamVid
+
+    data = CamVid(REAL_ROOT, split="val")
+    gen = np.random.default_rng(0)
+    images, labels, scores = [], [], []
+    for index in (0, 50):
+        image, label = data.load(index)
+        target = np.where(label == 255, 0, label).astype(np.int64)
+        onehot = np.eye(11, dtype=np.float32)[target].transpose(2, 0, 1)
+        scores.append(3 * onehot + gen.normal(0, 1.5, onehot.shape).astype(np.float32))
+        images.append(image)
+        labels.append(label.astype(np.int64))
+    result = tune_dense_crf(scores, images, labels, trials=2, backend="pydensecrf",
+                            batch_size=1, progress=False)
+    assert result.params.crf == "dense"
+    assert result.miou_best > result.miou_no_crf + 0.05
