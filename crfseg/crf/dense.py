@@ -461,6 +461,20 @@ class DenseCRF:
     depends only on the image size, for the last size it saw: repeated calls
     on images of one size build only the bilateral lattice.
 
+    Feature range of the pydensecrf backend.  Its lattice keeps coordinates
+    in 16-bit integers, so the kernel features (positions divided by
+    ``gaussian_sxy`` or ``bilateral_sxy``, image values divided by
+    ``bilateral_srgb``) must span a limited number of standard deviations:
+    about 21 900 for the smoothness kernel and 6 700 for the appearance kernel
+    of an RGB image (5 features), per feature (precisely: the lattice
+    embedding of the features' bounding box, centred, stays within
+    +-30 000).  Features beyond it as given but within it centred (16-bit
+    images, float images far from 0) are centred, which changes none of their
+    differences; beyond it even centred (e.g. ``bilateral_srgb=1e-12`` on an
+    image that is not constant) they raise ``ValueError`` before pydensecrf
+    sees them.  Inside it, any units work: 16-bit and float images with
+    ``bilateral_srgb`` in their units, tiny or huge standard deviations.
+
     References
     ----------
     P. Krähenbühl and V. Koltun, "Efficient Inference in Fully Connected CRFs
@@ -503,7 +517,7 @@ class DenseCRF:
         device: str | torch.device | None = None,
         deterministic: bool = False,
     ) -> None:
-        self.n_iter = check_int("n_iter", n_iter, low=0)
+        self.n_iter = check_int("n_iter", n_iter, low=0, high=2**31 - 1)
         self.gaussian_sxy = check_number("gaussian_sxy", gaussian_sxy, low=0,
                                          low_inclusive=False)
         self.bilateral_sxy = check_number("bilateral_sxy", bilateral_sxy, low=0,
@@ -561,6 +575,8 @@ class DenseCRF:
             layout += "; volumes (C, D, H, W) need spacing=(sz, sy, sx)"
         check_ndim("scores", arr, ndims, layout)
         check_floating_dtype("scores", arr)
+        if 0 in shape_of(arr):
+            raise ValueError(f"scores must not be empty, got shape {shape_of(arr)}")
         kind = input_type
         if arr.ndim == nsp or arr.shape[-nsp - 1] == 1:
             check_finite("scores", arr)
@@ -634,7 +650,8 @@ class DenseCRF:
             negative probabilities, labels outside ``[0, num_classes)``,
             ``gt_prob`` outside (0, 1), a bad ``spacing``, an image of an
             unsupported shape or whose channel count differs from
-            ``bilateral_srgb``.
+            ``bilateral_srgb``, empty scores, or (pydensecrf backend) kernel
+            features beyond its range (see the class Notes).
         TypeError
             Non-float scores (non-integer labels), images that are neither
             uint8 nor float.
@@ -841,15 +858,24 @@ class DenseCRF:
             height, width = spatial
             crf = dcrf.DenseCRF2D(width, height, num_classes)
             crf.setUnaryEnergy(flat_unary)
-            crf.addPairwiseGaussian(sxy=self.gaussian_sxy, compat=gaussian_compat)
+            reach = np.array([width - 1, height - 1]) / self.gaussian_sxy
+            if _embedding_extent(np.zeros(2), reach) <= _PYDENSECRF_EXTENT:
+                crf.addPairwiseGaussian(sxy=self.gaussian_sxy, compat=gaussian_compat)
+            else:
+                positions = self._spatial_features(1, (height, width), None, torch.device("cpu"),
+                                                   torch.float64)
+                crf.addPairwiseEnergy(_pydensecrf_features(positions, "gaussian_sxy"),
+                                      compat=gaussian_compat)
         else:
             crf = dcrf.DenseCRF(flat_unary.shape[1], num_classes)
             crf.setUnaryEnergy(flat_unary)
             positions = self._spatial_features(1, tuple(spatial), spacing, torch.device("cpu"),
-                                               torch.float32)
-            crf.addPairwiseEnergy(_flat_features(positions), compat=gaussian_compat)
+                                               torch.float64)
+            crf.addPairwiseEnergy(_pydensecrf_features(positions, "gaussian_sxy"),
+                                  compat=gaussian_compat)
         if spacing is None and image.dtype == torch.uint8 and image.shape[1] == 3 \
-                and not isinstance(self.bilateral_srgb, tuple):
+                and not isinstance(self.bilateral_srgb, tuple) \
+                and self._builtin_bilateral_fits(image):
             crf.addPairwiseBilateral(sxy=self.bilateral_sxy, srgb=self.bilateral_srgb,
                                      rgbim=image[0].permute(1, 2, 0).contiguous().numpy(),
                                      compat=bilateral_compat)
@@ -857,16 +883,72 @@ class DenseCRF:
             # The features of addPairwiseBilateral, in its (x, y, channels) order (the
             # permutohedral lattice is not invariant to the order of the features),
             # computed by the torch backend's own function so that both see the same values.
-            features = self._kernel_features(image.to(torch.float32), spacing)
-            crf.addPairwiseEnergy(_flat_features(features), compat=bilateral_compat)
+            features = self._kernel_features(image.to(torch.float64), spacing)
+            crf.addPairwiseEnergy(_pydensecrf_features(features, "bilateral_sxy, bilateral_srgb"),
+                                  compat=bilateral_compat)
         q = crf.inference(self.n_iter)
         return np.asarray(q, dtype=np.float32).reshape(num_classes, *spatial)
 
+    def _builtin_bilateral_fits(self, image: torch.Tensor) -> bool:
+        """Whether pydensecrf's own (x, y, r, g, b) features of a uint8 image fit its lattice."""
+        height, width = image.shape[-2:]
+        channels = image[0].reshape(3, -1)
+        low = np.concatenate([[0.0, 0.0], channels.amin(1).double().numpy() / self.bilateral_srgb])
+        high = np.concatenate([np.array([width - 1, height - 1]) / self.bilateral_sxy,
+                               channels.amax(1).double().numpy() / self.bilateral_srgb])
+        return _embedding_extent(low, high) <= _PYDENSECRF_EXTENT
 
-def _flat_features(features: torch.Tensor) -> np.ndarray:
-    """pydensecrf's ``(d, P)`` C-contiguous float32 features of one ``(1, d, *spatial)`` Tensor."""
-    return np.ascontiguousarray(features[0].reshape(features.shape[1], -1).numpy(),
-                                dtype=np.float32)
+
+# pydensecrf's permutohedral lattice keeps its coordinates in 16-bit integers, rounded from
+# float32: features whose embedding reaches beyond this overflow them and corrupt memory
+_PYDENSECRF_EXTENT = 30000.0
+
+
+def _embedding_rows(d: int) -> np.ndarray:
+    """``(d+1, d)`` matrix of the lattice's embedding of ``d`` features (Adams et al., p. 5)."""
+    scale = math.sqrt(2.0 / 3.0) * (d + 1) / np.sqrt((np.arange(d) + 1.0) * (np.arange(d) + 2.0))
+    rows = np.zeros((d + 1, d))
+    for j in range(d + 1):
+        rows[j, j:] = scale[j:]
+        if j:
+            rows[j, j - 1] = -j * scale[j - 1]
+    return rows
+
+
+def _embedding_extent(low: np.ndarray, high: np.ndarray) -> float:
+    """Largest ``|coordinate|`` of the embedding over the box ``[low, high]`` of features."""
+    rows = _embedding_rows(low.shape[0])
+    with np.errstate(over="ignore", invalid="ignore"):
+        a, b = rows * low, rows * high
+        extent = max(float(np.maximum(a, b).sum(1).max()), float(-np.minimum(a, b).sum(1).min()))
+    return extent if math.isfinite(extent) else math.inf
+
+
+def _pydensecrf_features(features: torch.Tensor, names: str) -> np.ndarray:
+    """pydensecrf's ``(d, P)`` float32 features of one ``(1, d, *spatial)`` float64 Tensor.
+
+    As they are when their embedding fits the lattice, else centred on their mid-range:
+    the Gaussian kernel sees only differences of features, which centring keeps.  Features
+    that do not fit even centred raise ``ValueError`` naming the settings behind them.
+    """
+    flat = features[0].reshape(features.shape[1], -1).numpy()
+    what = ("positions / bilateral_sxy, then image / bilateral_srgb"
+            if "srgb" in names else "positions / gaussian_sxy")
+    low, high = flat.min(1), flat.max(1)
+    if _embedding_extent(low, high) <= _PYDENSECRF_EXTENT:
+        return np.ascontiguousarray(flat, dtype=np.float32)
+    half = high / 2 - low / 2
+    if not _embedding_extent(-half, half) <= _PYDENSECRF_EXTENT:
+        fits = _PYDENSECRF_EXTENT / float(np.abs(_embedding_rows(flat.shape[0])).sum(1).max())
+        spans = ", ".join(f"{2 * h:.3g}" for h in half)
+        raise ValueError(
+            f"the pydensecrf backend cannot hold these kernel features: they span ({spans}) "
+            f"standard deviations ({what}), but its lattice keeps "
+            f"16-bit coordinates, which hold a span of about {2 * fits:.4g} standard "
+            f"deviations in each of these {flat.shape[0]} features; raise {names}, rescale "
+            "the image, or use backend='torch'")
+    centre = low / 2 + high / 2
+    return np.ascontiguousarray(flat - centre[:, None], dtype=np.float32)
 
 
 def _check_device(device: Any, backend: str) -> torch.device | None:
