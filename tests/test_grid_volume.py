@@ -262,3 +262,92 @@ def test_bad_volume_edge_weights_and_labels():
 def test_bad_input_to_the_volume_weight_builders(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def _volume_files(tmp_path, rng):
+    """A 3-label (L, D, H, W) unary and its intensity volume, as .npy files."""
+    truth = np.zeros((5, 6, 7), dtype=int)
+    truth[:, :, 3:] = 1
+    truth[3:, :3, :] = 2
+    image = 60.0 * truth + rng.normal(0, 5.0, truth.shape)
+    unary = (np.arange(3)[:, None, None, None] != truth) + rng.normal(0, 0.6, (3, *truth.shape))
+    np.save(tmp_path / "u.npy", unary.astype(np.float32))
+    np.save(tmp_path / "img.npy", image.astype(np.float32))
+    return unary.astype(np.float32), image.astype(np.float32)
+
+
+def test_cli_grid_on_npy_volumes(tmp_path, rng, capsys):
+    from crfseg.cli import main
+
+    unary, image = _volume_files(tmp_path, rng)
+    code = main(["grid", "--unary", str(tmp_path / "u.npy"), "--image", str(tmp_path / "img.npy"),
+                 "--connectivity", "18", "--spacing", "2", "1", "1", "--pairwise", "potts",
+                 "--weight", "0.8", "--method", "trws", "-o", str(tmp_path / "out.npy")])
+    assert code == 0
+    line = capsys.readouterr().out.strip()
+    weights = volume_contrast_weights(image, connectivity=18, spacing=(2.0, 1.0, 1.0))
+    expected = GridCRF(potts(3, 0.8), connectivity=18, edge_weights=weights).minimize(
+        unary, method="trws")
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected.labels)
+    assert line.startswith("grid u.npy: 3 labels, 7x6x5 (18-connected), trws (")
+    assert f"energy {expected.energy:.10g}, lower bound {expected.lower_bound:.10g}" in line
+
+
+def test_cli_grid_on_nifti_volumes_uses_the_header_spacing(tmp_path, rng, capsys):
+    nib = pytest.importorskip("nibabel")
+    from crfseg import io
+    from crfseg.cli import main
+
+    unary, image = _volume_files(tmp_path, rng)
+    # NIfTI stores (X, Y, Z[, C]); the header's voxel sizes are (sx, sy, sz) = (1, 1, 3)
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    nib.save(nib.Nifti1Image(np.transpose(image, (2, 1, 0)), affine), tmp_path / "img.nii.gz")
+    probs = np.exp(-unary) / np.exp(-unary).sum(0)
+    nib.save(nib.Nifti1Image(np.transpose(probs, (3, 2, 1, 0)).astype(np.float32), affine),
+             tmp_path / "p.nii.gz")
+    code = main(["grid", "--unary", str(tmp_path / "p.nii.gz"), "--input-type", "probs",
+                 "--image", str(tmp_path / "img.nii.gz"), "--pairwise", "linear",
+                 "--weight", "0.5", "--truncation", "1", "-o", str(tmp_path / "out.nii.gz")])
+    assert code == 0
+    assert "(6-connected), expansion (" in capsys.readouterr().out
+    weights = volume_contrast_weights(image, spacing=(3.0, 1.0, 1.0))
+    crf = GridCRF(truncated_linear(3, 0.5, 1.0), connectivity=6, edge_weights=weights)
+    expected = crf.minimize(-np.log(np.maximum(probs, 1e-8)))
+    labels, info = io.read_volume(tmp_path / "out.nii.gz")
+    np.testing.assert_array_equal(labels, expected.labels)
+    assert info.spacing == (3.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--connectivity", "4", "-o", "out.png"], "a 4-D array must be (1, C, H, W)"),
+    (["--connectivity", "6", "--unary-2d"], "(L, H, W) unary needs --connectivity 4 or 8"),
+    (["--connectivity", "6", "-o", "out.png"], "written as .nii, .nii.gz or .npy"),
+    (["--connectivity", "6", "--single-map"], "only with --input-type probs"),
+    (["--connectivity", "8", "--spacing", "1", "1", "1", "--unary-2d", "-o", "out.png"],
+     "--spacing applies to volumes"),
+])
+def test_cli_grid_volume_errors(tmp_path, rng, capsys, extra, message):
+    from crfseg.cli import main
+
+    unary, _ = _volume_files(tmp_path, rng)
+    np.save(tmp_path / "u2.npy", unary[:, 0])
+    np.save(tmp_path / "map.npy", unary[0])
+    args = {"--unary": "u.npy", "-o": "out.npy"}
+    flags = []
+    i = 0
+    while i < len(extra):
+        if extra[i] == "--unary-2d":
+            args["--unary"] = "u2.npy"
+        elif extra[i] == "--single-map":
+            args["--unary"] = "map.npy"
+        elif extra[i] == "-o":
+            args["-o"] = extra[i + 1]
+            i += 1
+        else:
+            flags.append(extra[i])
+        i += 1
+    argv = ["grid", "--unary", str(tmp_path / args["--unary"]), "--pairwise", "potts",
+            "--weight", "1", "-o", str(tmp_path / args["-o"]), *flags]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / args["-o"]).exists()
