@@ -1,167 +1,166 @@
-"""Dense CRF: crfseg's torch backend beside pydensecrf on the same inputs, and the GPU figures.
+"""Dense CRF: crfseg's torch backend beside pydensecrf on the same photos, time and peak memory.
 
-    .venv/bin/python benchmarks/bench_dense.py [--threads 2] [--repeats 5]
+    .venv/bin/python benchmarks/bench_dense.py [--repeats 3] [--sizes 480x360x21x5 ...]
 
-CPU rows: DenseCRF(backend="pydensecrf") and DenseCRF(backend="torch",
-device="cpu") refine the same photo (scikit-image's astronaut, resized) with
-the same smooth random 21-class logits, the standard kernels and 5 mean-field
-iterations.  Each figure is the best wall time of ``--repeats`` interleaved
-runs of a whole ``refine`` call (conversions included).  "torch, cold" builds
-a new DenseCRF per call (both lattices built); "torch, warm" reuses one
-DenseCRF, which keeps the spatial kernel's lattice for the image size.  The
-per-iteration time is ``(t(n_iter=10) - t(n_iter=1)) / 9``.  Label agreement
-and mean |ΔQ| compare the two backends' marginals.
-
-GPU rows (only when CUDA is available): CRFasRNN forward and forward +
-backward at 512x512, 21 classes, 5 iterations; DenseCRF at Cityscapes size
-2048x1024, 19 classes, 10 iterations; with the peak GPU memory.
+Every row refines one real photo (scikit-image's astronaut, chelsea or
+coffee, resized) with smooth random logits, the standard kernels
+(``gaussian_sxy=3``, ``bilateral_sxy=80``, ``bilateral_srgb=13``, compat 3
+and 10) and the row's number of mean-field iterations.  pydensecrf is called
+directly (unary and image ready, as its users call it); crfseg runs a whole
+cold ``DenseCRF(backend="torch", device="cpu").refine(logits, image)`` call,
+a new ``DenseCRF`` each time, conversions included.  Each measurement runs in
+a process of its own, so the peak resident memory (``ru_maxrss``, the
+interpreter with numpy and torch imported included) is that backend's alone;
+the time is the best of ``--repeats`` calls.  Label agreement and mean
+|ΔQ| compare crfseg's marginals with pydensecrf's.  The GPU figures come
+from ``benchmarks/gpu_check.py`` (``make gpu-check``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
 import time
-from functools import partial
+from pathlib import Path
 
 import numpy as np
-import torch
-from scipy.ndimage import gaussian_filter
-from skimage import data
-from skimage.transform import resize
 
-from crfseg.crf import DenseCRF
-from crfseg.models import CRFasRNN
+# (width, height, classes, n_iter, photo, torch threads); pydensecrf is single-threaded
+ROWS = (
+    (480, 360, 21, 5, "astronaut", 2),
+    (480, 360, 21, 5, "chelsea", 2),
+    (480, 360, 21, 5, "coffee", 2),
+    (480, 360, 21, 5, "astronaut", 1),
+    (1024, 512, 21, 5, "coffee", 2),
+    (2048, 1024, 19, 10, "chelsea", 2),
+    (4000, 3000, 2, 5, "astronaut", 2),
+)
+TARGETS = {("480x360x21x5", 2): 0.5, ("480x360x21x5", 1): 1.0, ("1024x512x21x5", 2): 0.5,
+           ("2048x1024x19x10", 2): 0.5, ("4000x3000x2x5", 2): 0.5}
 
 
-def photo(height: int, width: int) -> np.ndarray:
-    img = resize(data.astronaut(), (height, width), anti_aliasing=True, preserve_range=True)
+def photo(name: str, height: int, width: int) -> np.ndarray:
+    """A scikit-image sample photo resized to ``(height, width, 3)`` uint8."""
+    from skimage import data
+    from skimage.transform import resize
+
+    img = resize(getattr(data, name)(), (height, width), anti_aliasing=True, preserve_range=True)
     return np.round(img).astype(np.uint8)
 
 
 def smooth_logits(classes: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """``(C, H, W)`` float32 logits: Gaussian noise smoothed over 6 pixels, scaled to std 4."""
+    from scipy.ndimage import gaussian_filter
+
     rng = np.random.default_rng(seed)
-    raw = gaussian_filter(rng.normal(size=(classes, height, width)), (0, 6, 6))
+    raw = gaussian_filter(rng.normal(size=(classes, height, width)).astype(np.float32),
+                          (0, 6, 6))
     return (4.0 * raw / raw.std()).astype(np.float32)
 
 
-def timed(function) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = function()
-    return time.perf_counter() - start, result
+def _pydensecrf_call(logits: np.ndarray, image: np.ndarray, n_iter: int):
+    import pydensecrf.densecrf as dcrf
+
+    classes, height, width = logits.shape
+    shifted = logits - logits.max(0, keepdims=True)
+    unary = -(shifted - np.log(np.exp(shifted).sum(0, keepdims=True)))
+    unary = np.ascontiguousarray(unary.reshape(classes, -1), dtype=np.float32)
+
+    def run() -> np.ndarray:
+        crf = dcrf.DenseCRF2D(width, height, classes)
+        crf.setUnaryEnergy(unary)
+        crf.addPairwiseGaussian(sxy=3.0, compat=3.0)
+        crf.addPairwiseBilateral(sxy=80.0, srgb=13.0, rgbim=image, compat=10.0)
+        return np.asarray(crf.inference(n_iter), np.float32).reshape(classes, height, width)
+    return run
 
 
-def _runs(logits: np.ndarray, image: np.ndarray) -> dict:
-    """The calls compared, by (backend, n_iter); "warm" reuses one DenseCRF per n_iter."""
-    warm = {n: DenseCRF(n_iter=n, backend="torch", device="cpu") for n in (1, 5, 10)}
-    runs = {}
-    for n in (5, 1, 10):
-        runs[("pydensecrf", n)] = partial(DenseCRF(n_iter=n).refine, logits, image)
-        runs[("torch, cold", n)] = partial(_cold_torch, n, logits, image)
-        runs[("torch, warm", n)] = partial(warm[n].refine, logits, image)
-    return runs
+def _torch_call(logits: np.ndarray, image: np.ndarray, n_iter: int):
+    from crfseg.crf import DenseCRF
+
+    def run() -> np.ndarray:
+        return DenseCRF(n_iter=n_iter, backend="torch", device="cpu").refine(logits, image)
+    return run
 
 
-def _cold_torch(n_iter: int, logits: np.ndarray, image: np.ndarray) -> np.ndarray:
-    return DenseCRF(n_iter=n_iter, backend="torch", device="cpu").refine(logits, image)
+def worker(args: argparse.Namespace) -> None:
+    """Measure one backend on one row; print a JSON line, save the marginals."""
+    if args.backend == "torch":  # the pydensecrf process never imports torch
+        import torch
+
+        torch.set_num_threads(args.threads)
+    width, height, classes, n_iter = map(int, args.size.split("x"))
+    image, logits = photo(args.photo, height, width), smooth_logits(classes, height, width)
+    make = _pydensecrf_call if args.backend == "pydensecrf" else _torch_call
+    run = make(logits, image, n_iter)
+    best, probs = float("inf"), None
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        probs = run()
+        best = min(best, time.perf_counter() - start)
+    np.save(args.out, probs)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": best, "peak_mib": peak_mib}))
 
 
-def cpu_rows(width: int, height: int, classes: int, repeats: int) -> list[str]:
-    image, logits = photo(height, width), smooth_logits(classes, height, width)
-    runs = _runs(logits, image)
-    best = {}
-    for _ in range(repeats):
-        for key, run in runs.items():
-            seconds, result = timed(run)
-            if key not in best or seconds < best[key][0]:
-                best[key] = (seconds, result)
-    reference = best[("pydensecrf", 5)]
-    rows = []
-    for name in ("pydensecrf", "torch, cold", "torch, warm"):
-        total, probs = best[(name, 5)]
-        per_iter = (best[(name, 10)][0] - best[(name, 1)][0]) / 9
-        agree = (probs.argmax(0) == reference[1].argmax(0)).mean() * 100
-        delta = np.abs(probs - reference[1]).mean()
-        ratio = total / reference[0]
-        rows.append(f"| {width}x{height}x{classes}x5 | {name} | {total * 1e3:.0f} | "
-                    f"{per_iter * 1e3:.0f} | {ratio:.2f}x | {agree:.3f} % | {delta:.1e} |")
-    return rows
-
-
-def cuda_time(function, repeats: int) -> float:
-    torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        function()
-        stop.record()
-        torch.cuda.synchronize()
-        best = min(best, start.elapsed_time(stop))
-    return best
-
-
-def gpu_rows(repeats: int) -> list[str]:
-    if not torch.cuda.is_available():
-        return ["| GPU rows | not measured (no CUDA device) | | |"]
-    device = torch.device("cuda")
-    rows = []
-    name = torch.cuda.get_device_name(device)
-    logits = torch.from_numpy(smooth_logits(21, 512, 512))[None].to(device)
-    image = torch.from_numpy(photo(512, 512)).permute(2, 0, 1)[None].float().to(device)
-    layer = CRFasRNN(21, n_iter=5).to(device)
-    for label, deterministic in (("", False), (", deterministic", True)):
-        layer.deterministic = deterministic
-        with torch.no_grad():
-            layer(logits, image)
-            torch.cuda.reset_peak_memory_stats()
-            forward = cuda_time(lambda: layer(logits, image), repeats)
-        peak_forward = torch.cuda.max_memory_allocated() / 2**20
-        x = logits.clone().requires_grad_()
-
-        def step(x=x):
-            layer(x, image).square().mean().backward()
-
-        step()
-        torch.cuda.reset_peak_memory_stats()
-        both = cuda_time(step, repeats)
-        peak_both = torch.cuda.max_memory_allocated() / 2**20
-        rows.append(f"| CRFasRNN 512x512x21x5 forward{label} | {name} | {forward:.1f} | "
-                    f"{peak_forward:.0f} |")
-        rows.append(f"| CRFasRNN 512x512x21x5 forward+backward{label} | {name} | {both:.1f} | "
-                    f"{peak_both:.0f} |")
-    scores = torch.from_numpy(smooth_logits(19, 1024, 2048))[None].to(device)
-    city = torch.from_numpy(photo(1024, 2048)).permute(2, 0, 1)[None].to(device)
-    crf = DenseCRF(n_iter=10, backend="torch", device=device)
-    crf.refine(scores, city)
-    torch.cuda.reset_peak_memory_stats()
-    seconds = cuda_time(lambda: crf.refine(scores, city), repeats)
-    peak = torch.cuda.max_memory_allocated() / 2**20
-    rows.append(f"| DenseCRF 2048x1024x19x10 | {name} | {seconds:.1f} | {peak:.0f} |")
-    return rows
+def measure(backend: str, size: str, name: str, threads: int, repeats: int, out: Path) -> dict:
+    command = [sys.executable, __file__, "--worker", backend, "--size", size, "--photo", name,
+               "--threads", str(threads), "--repeats", str(repeats), "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{backend} {size} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="calls per measurement, the best kept (1 for 4000x3000)")
+    parser.add_argument("--sizes", nargs="*", default=None,
+                        help="only these WxHxCxITER rows, e.g. 480x360x21x5")
+    parser.add_argument("--worker", choices=("pydensecrf", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--size", help=argparse.SUPPRESS)
+    parser.add_argument("--photo", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.worker:
+        args.backend = args.worker
+        worker(args)
+        return
 
-    if not args.skip_cpu:
-        print(f"CPU, torch.set_num_threads({args.threads}), best of {args.repeats} runs\n")
-        print("| size (WxHxCxiter) | backend | total ms | ms / iteration | vs pydensecrf | "
-              "labels agree | mean abs dQ |")
-        print("|---|---|---|---|---|---|---|")
-        for width, height in ((480, 360), (1024, 512)):
-            for row in cpu_rows(width, height, 21, args.repeats):
-                print(row)
-        print()
-    print("| GPU case | device | ms | peak MiB |")
-    print("|---|---|---|---|")
-    for row in gpu_rows(args.repeats):
-        print(row)
+    print(f"CPU: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; "
+          "cold calls, each backend in its own process\n")
+    print("| W×H×C×iter | photo | torch threads | pydensecrf s | crfseg s | time ratio "
+          "(target) | pydensecrf peak MiB | crfseg peak MiB | memory ratio | labels agree "
+          "| mean abs dQ |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for width, height, classes, n_iter, name, threads in ROWS:
+            size = f"{width}x{height}x{classes}x{n_iter}"
+            if args.sizes and size not in args.sizes:
+                continue
+            repeats = 1 if width * height > 4_000_000 else args.repeats
+            ref_path, ours_path = Path(tmp) / "ref.npy", Path(tmp) / "ours.npy"
+            ref = measure("pydensecrf", size, name, 1, repeats, ref_path)
+            ours = measure("torch", size, name, threads, repeats, ours_path)
+            q_ref, q_ours = np.load(ref_path), np.load(ours_path)
+            agree = float((q_ref.argmax(0) == q_ours.argmax(0)).mean() * 100)
+            delta = float(np.abs(q_ref - q_ours).mean())
+            target = TARGETS.get((size, threads))
+            target_text = f" (≤ {target:.1f})" if target else ""
+            print(f"| {size} | {name} | {threads} | {ref['seconds']:.3f} | "
+                  f"{ours['seconds']:.3f} | {ours['seconds'] / ref['seconds']:.2f}×"
+                  f"{target_text} | {ref['peak_mib']:.0f} | {ours['peak_mib']:.0f} | "
+                  f"{ours['peak_mib'] / ref['peak_mib']:.2f}× | {agree:.2f} % | {delta:.1e} |",
+                  flush=True)
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ vertex; the arithmetic runs in double whatever the feature dtype.
 """
 
 cimport cython
-from libc.math cimport ceil, floor, sqrt
+from libc.math cimport exp, sqrt
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
@@ -124,12 +124,14 @@ cdef class VertexTable:
         return self.size - 1
 
     def build(self, const real[:, ::1] points, const int64_t[::1] batch,
-              real[:, ::1] weights, int32_t[:, ::1] offset):
-        """Insert the simplex corners of ``(d, P)`` points; fill ``(P, d+1)`` weights and vertices.
+              real[:, ::1] weights, int32_t[:, ::1] offset, int64_t start, int64_t stop):
+        """Insert the simplex corners of points ``start:stop`` of ``(d, P)`` points.
 
-        ``batch`` (length ``P``, or empty for one image) is the image of each
-        point, stored as one more key coordinate so that images never share
-        a vertex.  Returns 0, or -2 when the table runs out of memory.
+        Fills their rows of the ``(P, d+1)`` weights and vertices (this
+        table's numbering).  ``batch`` (length ``P``, or empty for one image)
+        is the image of each point, stored as one more key coordinate so that
+        images never share a vertex.  Returns 0, or -2 when the table runs out
+        of memory.
         """
         cdef int64_t num = points.shape[1]
         cdef int d = points.shape[0]
@@ -154,7 +156,7 @@ cdef class VertexTable:
         for r in range(dp1):
             previous_vertex[r] = -1
         with nogil:
-            for p in range(num):
+            for p in range(start, stop):
                 sm = 0.0
                 for j in range(d, 0, -1):
                     cf = points[j - 1, p] * scale[j - 1]
@@ -163,9 +165,13 @@ cdef class VertexTable:
                 elevated[0] = sm
                 total = 0
                 for i in range(dp1):
+                    # the nearest multiple of d + 1, ties down (floor without a libm call)
                     v = down * elevated[i]
-                    up = ceil(v) * dp1
-                    dn = floor(v) * dp1
+                    dn = <double>(<int64_t>v)
+                    if dn > v:
+                        dn = dn - 1.0
+                    up = (dn + 1.0) * dp1 if dn != v else dn * dp1
+                    dn = dn * dp1
                     rem0[i] = <int32_t>(up if up - elevated[i] < elevated[i] - dn else dn)
                     total += rem0[i]
                 total = total // dp1
@@ -213,6 +219,22 @@ cdef class VertexTable:
                     weights[p, r] = <real>bary[r]
                 if status != 0:
                     break
+        return status
+
+    def merge(self, VertexTable other, int32_t[::1] remap):
+        """Insert ``other``'s vertices; ``remap[v]`` is the number here of its vertex ``v``.
+
+        Returns 0, or -2 when the table runs out of memory.
+        """
+        cdef int64_t v, found
+        cdef int status = 0
+        with nogil:
+            for v in range(other.size):
+                found = self.find(other.keys + v * other.key_size, True)
+                if found < 0:
+                    status = -2
+                    break
+                remap[v] = <int32_t>found
         return status
 
     def find_neighbours(self, int d, int32_t[:, :, ::1] out, int64_t start, int64_t stop):
@@ -322,3 +344,104 @@ def blur_axis(const real[:, ::1] source, real[:, ::1] out, const int32_t[:, ::1]
                     other = &source[base + n, 0]
                     for c in range(channels):
                         row[c] += 0.5 * other[c]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def slice_softmax(const real[:, ::1] vertex_values, const real[:, ::1] weights,
+                  const int32_t[:, ::1] offset, const real[:, ::1] scores, real[:, ::1] out,
+                  bint softmax, int64_t start, int64_t stop):
+    """One mean-field update of points ``start:stop``: slice, subtract, softmax.
+
+    ``out[p] = scores[p] - sum over r of weights[p, r] * vertex_values[offset[p, r]]``,
+    then, when ``softmax``, the softmax of that row over the channels.
+    """
+    cdef int64_t p
+    cdef int r, c
+    cdef int corners = offset.shape[1]
+    cdef int channels = out.shape[1]
+    cdef real w
+    cdef double largest, total
+    cdef real *row
+    cdef const real *source
+    with nogil:
+        for p in range(start, stop):
+            row = &out[p, 0]
+            for c in range(channels):
+                row[c] = 0
+            for r in range(corners):
+                w = weights[p, r]
+                source = &vertex_values[offset[p, r], 0]
+                for c in range(channels):
+                    row[c] += w * source[c]
+            source = &scores[p, 0]
+            for c in range(channels):
+                row[c] = source[c] - row[c]
+            if softmax:
+                largest = row[0]
+                for c in range(1, channels):
+                    if row[c] > largest:
+                        largest = row[c]
+                total = 0.0
+                for c in range(channels):
+                    row[c] = <real>exp(row[c] - largest)
+                    total += row[c]
+                total = 1.0 / total
+                for c in range(channels):
+                    row[c] = <real>(row[c] * total)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def renumber(int32_t[:, ::1] offset, const int32_t[::1] remap, int64_t start, int64_t stop):
+    """``offset[p, r] = remap[offset[p, r]]`` for points ``start:stop``."""
+    cdef int64_t p
+    cdef int r
+    with nogil:
+        for p in range(start, stop):
+            for r in range(offset.shape[1]):
+                offset[p, r] = remap[offset[p, r]]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def normalize(const real[:, ::1] vertex_sums, const real[:, ::1] weights,
+              const int32_t[:, ::1] offset, const int32_t[::1] lattice_of_corner,
+              const double[::1] alphas, int mode, real[:, ::1] splat_out,
+              real[:, ::1] slice_out, int64_t start, int64_t stop):
+    """Normalised splat and slice weights of points ``start:stop``.
+
+    ``vertex_sums`` is the ``(M, 1)`` blurred splat of ones; corner ``r``
+    belongs to lattice ``lattice_of_corner[r]`` of scale ``alphas[k]``, whose
+    row sum ``n_k = alpha_k * sum over its corners of w * vertex_sums + 1e-20``
+    is densecrf's normalisation.  ``mode`` 1: splat and slice ``w / sqrt(n)``
+    (the slice times ``alpha``); 2: splat ``w / n``; 3: slice ``w / n``.
+    """
+    cdef int64_t p
+    cdef int r, k
+    cdef int corners = offset.shape[1]
+    cdef int lattices = alphas.shape[0]
+    cdef double sums[MAX_KEY]
+    cdef double w, n
+    with nogil:
+        for p in range(start, stop):
+            for k in range(lattices):
+                sums[k] = 0.0
+            for r in range(corners):
+                sums[lattice_of_corner[r]] += weights[p, r] * vertex_sums[offset[p, r], 0]
+            for k in range(lattices):
+                sums[k] = sums[k] * alphas[k] + 1e-20
+            for r in range(corners):
+                k = lattice_of_corner[r]
+                w = weights[p, r]
+                n = sums[k]
+                if mode == 1:
+                    w = w / sqrt(n)
+                    splat_out[p, r] = <real>w
+                    slice_out[p, r] = <real>(w * alphas[k])
+                elif mode == 2:
+                    splat_out[p, r] = <real>(w / n)
+                    slice_out[p, r] = <real>(w * alphas[k])
+                else:
+                    splat_out[p, r] = <real>w
+                    slice_out[p, r] = <real>(w * alphas[k] / n)

@@ -272,6 +272,14 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return _POOLS[threads]
 
 
+def _run_each(calls: list[tuple]) -> list:
+    """Run ``function(*args)`` for every ``(function, *args)``, in parallel; their results."""
+    if len(calls) <= 1:
+        return [call[0](*call[1:]) for call in calls]
+    pool = _pool(len(calls))
+    return [future.result() for future in [pool.submit(*call) for call in calls]]
+
+
 def _run_ranges(kernel, ranges: list[tuple[int, int]], *args) -> None:
     """Call ``kernel(*args, start, stop)`` once per range, the ranges on parallel threads.
 
@@ -323,6 +331,20 @@ def _native_slice(vertex_values: torch.Tensor, weights: torch.Tensor, pattern: L
         out = vertex_values.new_empty((pattern.num_points, vertex_values.shape[1]))
     _run_ranges(_lattice.slice_points, _ranges(pattern.num_points), _array(vertex_values),
                 _array(weights), _array(pattern.offset), out.numpy())
+    return out
+
+
+def _compiled_update(messages: torch.Tensor, weights: torch.Tensor, pattern: LatticePattern,
+                     scores: torch.Tensor, out: torch.Tensor, softmax: bool) -> torch.Tensor:
+    """``out = scores - slice(messages)``, then its softmax over the channels when ``softmax``.
+
+    One pass of the compiled kernel over the points instead of a slice, a
+    subtraction and a softmax; only for patterns and tensors :func:`_native`
+    accepts.
+    """
+    _run_ranges(_lattice.slice_softmax, _ranges(pattern.num_points), _array(messages),
+                _array(weights), _array(pattern.offset), _array(scores), out.numpy(),
+                bool(softmax))
     return out
 
 
@@ -510,6 +532,23 @@ def kernel_row_sums(pattern: LatticePattern, weights: torch.Tensor,
     return sums * torch.tensor(alphas, dtype=sums.dtype, device=sums.device)
 
 
+def _compiled_normalization(pattern: LatticePattern, weights: torch.Tensor,
+                            alphas: Sequence[float], normalization: str
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`normalized_weights` in one pass of the compiled kernel over the points."""
+    vertex_sums = blur(splat(weights.new_ones((pattern.num_points, 1)), weights, pattern),
+                       pattern)
+    lattice_of_corner = np.empty(pattern.corners, dtype=np.int32)
+    for k, (lo, hi) in enumerate(pattern.corner_groups):
+        lattice_of_corner[lo:hi] = k
+    splat_w, slice_w = torch.empty_like(weights), torch.empty_like(weights)
+    mode = {"symmetric": 1, "before": 2, "after": 3}[normalization]
+    _run_ranges(_lattice.normalize, _ranges(pattern.num_points), _array(vertex_sums),
+                _array(weights), _array(pattern.offset), lattice_of_corner,
+                np.asarray(alphas, dtype=np.float64), mode, splat_w.numpy(), slice_w.numpy())
+    return splat_w, slice_w
+
+
 def normalized_weights(pattern: LatticePattern, weights: torch.Tensor, alphas: Sequence[float],
                        normalization: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Splat and slice weights ``(P, R)`` with each lattice's scale and normalisation.
@@ -526,6 +565,8 @@ def normalized_weights(pattern: LatticePattern, weights: torch.Tensor, alphas: S
                                 dtype=weights.dtype, device=weights.device)
     if normalization == "none":
         return weights, weights * column_alpha
+    if _native(pattern, weights) and not _tracked(weights) and len(alphas) <= _COMPILED_MAX_DIM:
+        return _compiled_normalization(pattern, weights, alphas, normalization)
     sums = kernel_row_sums(pattern, weights, alphas) + _NORM_EPS
     # each lattice's corners are scaled by that lattice's row sums
     norm = torch.cat([sums[:, k:k + 1].expand(-1, n) for k, n in enumerate(widths)], 1)
@@ -658,9 +699,22 @@ def _build_compiled(points: torch.Tensor, batch: torch.Tensor | None, determinis
     offset = torch.empty((num, d + 1), dtype=torch.int32)
     ids = (np.empty(0, dtype=np.int64) if batch is None
            else batch.to(torch.int64).contiguous().numpy())
-    table = _lattice.VertexTable(d + (batch is not None), min(num, 1 << 22))
-    if table.build(coords.numpy(), ids, weights.numpy(), offset.numpy()) != 0:
+    ranges = _ranges(num)
+    # one table per range of points, built in parallel, then merged into the first
+    tables = [_lattice.VertexTable(d + (batch is not None), min(stop - start, 1 << 20))
+              for start, stop in ranges]
+    statuses = _run_each([(table.build, coords.numpy(), ids, weights.numpy(), offset.numpy(),
+                           start, stop) for table, (start, stop) in zip(tables, ranges)])
+    remaps = []
+    for other in tables[1:]:
+        remaps.append(np.empty(other.size, dtype=np.int32))
+        statuses.append(tables[0].merge(other, remaps[-1]))
+    if any(statuses):
         raise MemoryError(f"the lattice of {num} points in {d} dimensions ran out of memory")
+    _run_each([(_lattice.renumber, offset.numpy(), remap, start, stop)
+               for remap, (start, stop) in zip(remaps, ranges[1:])])
+    table = tables[0]
+    del tables
     size = int(table.size)
     neighbours = torch.empty((d + 1, 2, size), dtype=torch.int32)
     _run_ranges(table.find_neighbours, _ranges(size), d, neighbours.numpy())
