@@ -40,6 +40,8 @@ from crfseg.crf.lattice import (
     NORMALIZATIONS,
     LatticePattern,
     PermutohedralLattice,
+    _compiled_update,
+    _native,
     blur,
     normalized_weights,
     slice_at_points,
@@ -319,6 +321,8 @@ def _mean_field_inference(unary: torch.Tensor, pattern: LatticePattern, splat_w:
     slice weights), and while that stays well inside the float's exponent
     range the shifted ``exp`` is safe; otherwise torch's softmax runs.
     """
+    if _native(pattern, unary, splat_w, slice_w):
+        return _compiled_inference(unary, pattern, splat_w, slice_w, bounds, transposed, n_iter)
     shift = None if log_probs else unary.amax(1, keepdim=True)
     shifted = unary if shift is None else unary - shift  # largest score near 0
     limit = (60.0 if unary.dtype == torch.float32 else 600.0) - math.log(unary.shape[1])
@@ -345,3 +349,21 @@ def _mean_field_inference(unary: torch.Tensor, pattern: LatticePattern, splat_w:
     if shift is None:
         return refined.clone() if refined is unary else refined
     return refined.add_(shift)
+
+
+def _compiled_inference(unary: torch.Tensor, pattern: LatticePattern, splat_w: torch.Tensor,
+                        slice_w: torch.Tensor, bounds: list[int],
+                        transposed: list[torch.Tensor], n_iter: int) -> torch.Tensor:
+    """:func:`_mean_field_inference` on the CPU with the compiled lattice kernels.
+
+    The slice, the subtraction from the unary and the next softmax run as one
+    pass over the points (each row's softmax shifted by its own maximum).
+    """
+    probs = torch.softmax(unary, 1)
+    vertex_buffer = unary.new_empty((pattern.num_vertices, unary.shape[1]))
+    for step in range(n_iter):
+        vertex_values = blur(splat(probs, splat_w, pattern, out=vertex_buffer), pattern)
+        messages = _compatibility(vertex_values, bounds, transposed)
+        # the last step keeps the scores, the others turn them into the next marginals
+        _compiled_update(messages, slice_w, pattern, unary, probs, softmax=step < n_iter - 1)
+    return probs
