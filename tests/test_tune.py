@@ -76,6 +76,15 @@ def test_tune_is_repeatable_and_batching_does_not_change_scores():
         assert a["miou"] == pytest.approx(b["miou"], abs=1e-6)
 
 
+def test_tune_stops_starting_trials_after_the_time_budget():
+    logits, images, labels = _scenes(count=1)
+    result = tune_dense_crf(logits, images, labels, trials=50, time_budget=1e-9,
+                            progress=False)
+    assert len(result.trials) == 1  # only the defaults
+    with pytest.raises(ValueError, match="time_budget"):
+        tune_dense_crf(logits, images, labels, time_budget=0, progress=False)
+
+
 def test_tune_mixes_image_sizes_and_seeds_initial_candidates():
     small = _scenes(count=2, shape=(12, 16))
     large = _scenes(count=1, shape=(20, 14), seed=5)

@@ -59,6 +59,8 @@ def add_parser(subparsers: Any) -> None:
                    help="inference engine (torch: batches, any device)")
     p.add_argument("--device", help="device of the torch backend (default: cuda when available)")
     p.add_argument("--top", type=int, default=15, help="trials shown in the table (15)")
+    p.add_argument("--time-budget", type=float,
+                   help="seconds after which no new trial starts (default: run every trial)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--report", help="also write the trials and scores to this JSON file")
     p.add_argument("-o", "--output", required=True, help="parameter file to write (.json)")
@@ -114,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
                             trials=args.trials, seed=args.seed, input_type=args.input_type,
                             ignore_index=args.ignore_index, batch_size=args.batch_size,
                             backend=args.backend, device=args.device,
-                            progress=not args.no_progress)
-    print(f"tuned on {len(scores)} images, {args.trials} trials in "
+                            time_budget=args.time_budget, progress=not args.no_progress)
+    print(f"tuned on {len(scores)} images, {len(result.trials)} trials in "
           f"{time.perf_counter() - start:.1f} s")
     print(result.table(top=args.top))
     result.params.write(args.output)

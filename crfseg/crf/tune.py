@@ -346,6 +346,7 @@ def tune_dense_crf(
     batch_size: int = 4,
     backend: str = "torch",
     device: str | torch.device | None = None,
+    time_budget: float | None = None,
     progress: bool = True,
 ) -> TuneResult:
     """Search DenseCRF parameters for the best mean IoU on labelled images.
@@ -383,6 +384,9 @@ def tune_dense_crf(
         DenseCRF backend; ``pydensecrf`` needs ``batch_size=1``.
     device : str or torch.device, optional
         Torch backend's device (default: CUDA when available, else the CPU).
+    time_budget : float, optional
+        Seconds after which no new trial starts (the defaults are always
+        scored); the table then holds fewer than ``trials`` rows.
     progress : bool, default True
         Show a progress bar over the trials.
 
@@ -413,6 +417,9 @@ def tune_dense_crf(
                          f"batch_size=1, got {batch_size}")
     if num_classes is not None:
         num_classes = check_int("num_classes", num_classes, low=2)
+    if time_budget is not None:
+        time_budget = float(check_number("time_budget", time_budget, low=0,
+                                         low_inclusive=False))
     initial = list(initial)
     for i, candidate in enumerate(initial):
         if not isinstance(candidate, DenseCRFParams):
@@ -430,6 +437,7 @@ def tune_dense_crf(
             matrix = _score(params, batches, num_classes, ignore_index, backend, device)
         return mean_iou(matrix), iou(matrix), time.perf_counter() - start
 
+    started = time.perf_counter()
     miou_no_crf, iou_no_crf, _ = run(None)
     rng = np.random.default_rng(seed)
     candidates = [DenseCRFParams(), *initial]
@@ -440,6 +448,8 @@ def tune_dense_crf(
 
     bar = tqdm(total=trials, desc="tune", unit="trial", disable=not progress)
     for trial in range(trials):
+        if trial and time_budget is not None and time.perf_counter() - started > time_budget:
+            break
         if trial < len(candidates):
             params = candidates[trial]
         elif trial < len(candidates) + n_random or best is None:
