@@ -18,6 +18,7 @@ QUICK = ("--max-steps", "2", "--batch-size", "2", "--crop-size", "24", "32",
          "--num-workers", "0", "--no-progress")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CASES)
 def test_example_trains_and_evaluates_on_a_fake_folder(tmp_path, name, capsys):
     root = WRITERS[name](tmp_path / "data")
@@ -41,6 +42,7 @@ def test_example_trains_and_evaluates_on_a_fake_folder(tmp_path, name, capsys):
     assert 0 <= report["variants"]["cnn"]["pixel_accuracy"] <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(crfseg.models, "CRFasRNN"),
                     reason="crfseg.models.CRFasRNN is not in this build")
 def test_synthetic_example_both_stages(tmp_path, capsys):

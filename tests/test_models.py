@@ -221,6 +221,7 @@ _HEADS = {
 _PAIRS = [(arch, bb) for arch in _HEADS for bb in list_backbones(arch) if bb != "resnet18"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,backbone", _PAIRS)
 def test_every_architecture_on_each_backbone(arch, backbone):
     make, preferred = _HEADS[arch]
@@ -229,6 +230,7 @@ def test_every_architecture_on_each_backbone(arch, backbone):
     _forward_backward(make(_cached_backbone(backbone, stride, fc_conv)), train=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", list_backbones("duc_hdc"))
 def test_duc_hdc_on_each_resnet(backbone):
     _forward_backward(duc_hdc(num_classes=3, backbone=backbone), train=False)
