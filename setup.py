@@ -13,18 +13,25 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+# The kernels are found beside this file, whatever the working folder (an sdist
+# unpacked by pip, a build from another folder); setuptools wants relative paths.
+ROOT = Path(__file__).resolve().parent
+
 extensions = [
     Extension(
         f"crfseg.{source.stem}",
-        [str(source)],
+        [os.path.relpath(source)],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],
     )
-    for source in sorted(Path("ext").glob("*.pyx"))
+    for source in sorted((ROOT / "ext").glob("*.pyx"))
     if not os.environ.get("CRFSEG_EXT")
     or source.stem in os.environ["CRFSEG_EXT"].split(",")
 ]
+if not extensions:  # a wheel without its kernels would install and then fail to import
+    raise SystemExit(f"setup.py: no Cython kernel to build from {ROOT / 'ext'}/*.pyx "
+                     f"(CRFSEG_EXT={os.environ.get('CRFSEG_EXT', '')!r})")
 
 setup(
     ext_modules=cythonize(
