@@ -44,7 +44,7 @@ def test_cpu_recipe_end_to_end_on_a_fake_folder(tmp_path, capsys):
     assert json.loads((run / "config.json").read_text())["model"]["name"] == "enet"
     assert run_example("camvid", "split_val", "--data-root", str(root), "--out",
                        str(tmp_path / "val")) == 0
-    tune_dir, test_dir = tmp_path / "val" / "tune", tmp_path / "val" / "test"
+    tune_dir = tmp_path / "val" / "tune"
     assert sorted(p.name for p in (tune_dir / "images").iterdir()) == [
         "0001TP_006690.png", "0001TP_006750.png"]
     assert main(["predict", "--checkpoint", str(run / "model.pt"), "--image",

@@ -1,4 +1,4 @@
-"""Annotations in any encoding (gray, palette, colour-coded RGB) read as classes and written back."""
+"""Annotations in any encoding (gray, palette, colour-coded RGB) read as classes, written back."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""DenseCRF parameter search: ``tune_dense_crf``, ``DenseCRFParams``, their file, ``crfseg tune``."""
+"""DenseCRF parameter search: ``tune_dense_crf``, ``DenseCRFParams`` files, ``crfseg tune``."""
 
 import json
 
@@ -9,7 +9,6 @@ import torch
 from crfseg import io
 from crfseg.cli import main
 from crfseg.crf import DenseCRF, DenseCRFParams, tune_dense_crf
-from crfseg.crf.dense import scores_to_unary
 from crfseg.metrics import confusion_matrix, mean_iou
 
 

@@ -77,7 +77,7 @@ def _load(args: argparse.Namespace) -> tuple[list[Any], list[Any], list[Any]]:
     gts = pair_inputs(args.unary, args.gt, "--unary", "--gt", SCORE_EXTENSIONS,
                       IMAGE_EXTENSIONS)
     scores, pictures, labels = [], [], []
-    for (stem, unary, image), (_, _, gt) in zip(images, gts):
+    for (_, unary, image), (_, _, gt) in zip(images, gts):
         picture = io.read_image(image)
         score = io.read_scores(unary, image_shape=picture.shape, layout=args.layout,
                                key=args.key)

@@ -4,7 +4,6 @@ from crfseg.crf.dense import DenseCRF, labels_to_unary, scores_to_unary
 from crfseg.crf.grid import GridCRF, GridCRFResult, maxflow
 from crfseg.crf.lattice import PermutohedralLattice
 from crfseg.crf.mean_field import grid_features, mean_field  # the function shadows its module
-from crfseg.crf.tune import DenseCRFParams, TuneResult, tune_dense_crf
 from crfseg.crf.pairwise import (
     Pairwise,
     contrast_weights,
@@ -13,6 +12,7 @@ from crfseg.crf.pairwise import (
     truncated_quadratic,
     volume_contrast_weights,
 )
+from crfseg.crf.tune import DenseCRFParams, TuneResult, tune_dense_crf
 
 __all__ = [
     "DenseCRF",

@@ -455,7 +455,8 @@ def tune_dense_crf(
         elif trial < len(candidates) + n_random or best is None:
             params = _random_params(rng)
         else:
-            done = (trial - len(candidates) - n_random) / max(1, trials - len(candidates) - n_random)
+            searched = len(candidates) + n_random
+            done = (trial - searched) / max(1, trials - searched)
             params = _perturb(rng, best[1], step=0.5 * (1.0 - done) + 0.1)
         miou, per_class, seconds = run(params)
         row = {"trial": trial, **{k: v for k, v in params.to_dict().items() if k != "crf"},

@@ -14,9 +14,9 @@ from crfseg.datasets.ade20k import ADE20K
 from crfseg.datasets.camvid import CamVid
 from crfseg.datasets.cityscapes import Cityscapes
 from crfseg.datasets.coco_stuff import COCOStuff
-from crfseg.palettes import get_class_names, get_palette
 from crfseg.datasets.synthetic import SyntheticShapes
 from crfseg.datasets.voc import VOCSegmentation
+from crfseg.palettes import get_class_names, get_palette
 
 __all__ = [
     "ADE20K",

@@ -14,8 +14,8 @@ from torch.utils.data import Dataset
 
 from crfseg import io
 from crfseg._validation import check_int
-from crfseg.palettes import get_class_names, get_palette
 from crfseg.datasets.transforms import ToTensor
+from crfseg.palettes import get_class_names, get_palette
 
 __all__ = ["SegmentationDataset", "label_lut"]
 
