@@ -50,6 +50,7 @@ __all__ = [
     "is_volume_file",
     "read_volume",
     "read_volume_scores",
+    "read_label_volume",
     "write_volume",
 ]
 
@@ -1044,6 +1045,60 @@ def read_volume_scores(path: PathLike,
         raise ValueError(f"scores in {path} have spatial shape (D, H, W) = {tuple(spatial)} but "
                          f"the image volume is {tuple(volume_shape[:3])}")
     return arr, info
+
+
+def read_label_volume(path: PathLike, unknown: int | None = None,
+                      max_classes: int = 256) -> tuple[np.ndarray, LabelEncoding, VolumeInfo]:
+    """Read a label volume (a segmentation to refine) as class indices ``0 … C-1``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        NIfTI ``(X, Y, Z)`` or ``.npy`` ``(D, H, W)`` of integer labels.
+    unknown : int, optional
+        The value of unlabelled voxels.
+    max_classes : int, default 256
+        More distinct values than this is an error.
+
+    Returns
+    -------
+    labels : (D, H, W) int64 ndarray
+        Class indices (the distinct values present, in increasing order),
+        ``-1`` where the voxel is unknown.
+    encoding : LabelEncoding
+        ``kind="gray"`` with the stored value of every class.
+    info : VolumeInfo
+
+    Raises
+    ------
+    ValueError
+        Not a 3-D volume of whole numbers, too many values, or no labelled voxel.
+    """
+    arr, info = _read_array(path, "label")
+    if arr.ndim != 3:
+        raise ValueError(f"labels in {path} must be (D, H, W) (NIfTI: (X, Y, Z)), got shape "
+                         f"{arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+        if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all() \
+                or (arr != np.round(arr)).any():
+            raise ValueError(f"labels in {path} must be whole numbers, got dtype {arr.dtype}")
+    codes = arr.astype(np.int64)
+    if isinstance(unknown, str):
+        unknown = parse_unknown(unknown)
+    if unknown is not None and np.ndim(unknown) != 0:
+        raise ValueError(f"labels in {path} are a volume of values; give the unknown label as a "
+                         f"value, not the colour {unknown!r}")
+    present = np.unique(codes)
+    classes = present[present != unknown] if unknown is not None else present
+    if len(classes) > max_classes:
+        raise ValueError(f"labels in {path} hold {len(classes)} distinct values, more than "
+                         f"{max_classes}; is it an intensity volume rather than labels?")
+    if len(classes) == 0:
+        raise ValueError(f"labels in {path} hold no labelled voxel (every voxel is unknown)")
+    labels = np.searchsorted(classes, codes)
+    if unknown is not None:
+        labels[codes == unknown] = -1
+    return labels.astype(np.int64), LabelEncoding("gray", classes), info
 
 
 def write_volume(path: PathLike, volume: Any, info: VolumeInfo | None = None) -> Path:

@@ -140,6 +140,26 @@ def test_nifti_volume_from_the_command_line(tmp_path, capsys, rng):
     assert (np.load(tmp_path / "seg.npy") == expected).mean() >= 0.995
 
 
+def test_label_volume_from_the_command_line(tmp_path, capsys, rng):
+    intensity, probs, ball, affine = _volume_files(tmp_path, rng)
+    votes = np.where(probs.argmax(0) == 1, 4, 1).astype(np.uint8)  # stored values 1 and 4
+    votes[:, :2] = 0  # unknown
+    nib.save(nib.Nifti1Image(votes.transpose(2, 1, 0), affine), str(tmp_path / "seg.nii.gz"))
+    code, out, _ = _run(capsys, "--labels", tmp_path / "seg.nii.gz", "--image",
+                        tmp_path / "ct.nii.gz", "-o", tmp_path / "refined.nii.gz", "--unknown", 0,
+                        "--gt-prob", 0.6, "--sxy", 5, "--srgb", 20, "--gaussian-sxy", 2)
+    assert code == 0 and "from labels" in out
+    refined = nib.load(str(tmp_path / "refined.nii.gz"))
+    np.testing.assert_allclose(refined.affine, affine)
+    written = np.asanyarray(refined.dataobj).transpose(2, 1, 0)
+    classes = np.where(votes == 0, -1, (votes == 4).astype(int))
+    expected = DenseCRF(bilateral_sxy=5, bilateral_srgb=20, gaussian_sxy=2).predict(
+        classes, intensity, "labels", num_classes=2, gt_prob=0.6, unknown_label=-1,
+        spacing=(2.5, 0.8, 0.9))
+    np.testing.assert_array_equal(written, np.array([1, 4])[expected])
+    assert (written == np.where(ball, 4, 1)).mean() > (votes == np.where(ball, 4, 1)).mean()
+
+
 def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys, rng, photo_and_annotation):
     _volume_files(tmp_path, rng, ".nii")
     np.save(tmp_path / "ct.npy", np.zeros((6, 16, 18), np.float32))

@@ -104,3 +104,35 @@ def test_volume_errors(tmp_path, rng):
         io.write_volume(tmp_path / "out.nii", np.zeros((2, 2), np.uint8))
     assert not (tmp_path / "out.nii").exists()
     assert io.is_volume_file("a.NII.GZ") and not io.is_volume_file("a.npy")
+
+
+def test_read_label_volume(tmp_path, rng):
+    values = np.array([0, 3, 7, 255], np.uint8)[rng.integers(0, 4, (6, 5, 4))]  # (X, Y, Z)
+    _nifti(tmp_path / "seg.nii.gz", values, dtype=np.uint8)
+    labels, encoding, info = io.read_label_volume(tmp_path / "seg.nii.gz", unknown=255)
+    assert labels.shape == (4, 5, 6) and encoding.kind == "gray"
+    assert list(encoding.values) == [0, 3, 7] and info.spacing == pytest.approx((2.5, 0.7, 0.8))
+    dhw = values.transpose(2, 1, 0)
+    assert (labels[dhw == 255] == -1).all()
+    np.testing.assert_array_equal(encoding.values[labels[dhw != 255]], dhw[dhw != 255])
+    np.save(tmp_path / "seg.npy", dhw.astype(np.float32))  # whole numbers stored as floats
+    from_npy, _, npy_info = io.read_label_volume(tmp_path / "seg.npy", unknown="255")
+    np.testing.assert_array_equal(from_npy, labels)
+    assert npy_info.spacing is None
+    np.save(tmp_path / "soft.npy", dhw.astype(np.float32) + 0.5)
+    with pytest.raises(ValueError, match="must be whole numbers"):
+        io.read_label_volume(tmp_path / "soft.npy")
+    np.save(tmp_path / "ct.npy", rng.integers(0, 4000, (6, 20, 20)))
+    with pytest.raises(ValueError, match="more than 256; is it an intensity volume"):
+        io.read_label_volume(tmp_path / "ct.npy")
+    with pytest.raises(ValueError, match="give the unknown label as a value"):
+        io.read_label_volume(tmp_path / "seg.npy", unknown="0,0,0")
+    with pytest.raises(ValueError, match="hold no labelled voxel"):
+        io.read_label_volume(_saved(tmp_path / "one.npy", np.full((2, 2, 2), 9)), unknown=9)
+    with pytest.raises(ValueError, match=r"must be \(D, H, W\)"):
+        io.read_label_volume(_saved(tmp_path / "flat.npy", np.zeros((2, 2), int)))
+
+
+def _saved(path, array):
+    np.save(path, array)
+    return path

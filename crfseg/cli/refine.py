@@ -105,8 +105,9 @@ def add_parser(subparsers: Any) -> None:
                                    "binary (H, W) map; with a volume --image, NIfTI (X, Y, Z, C) "
                                    "or .npy (C, D, H, W) scores")
     p.add_argument("--labels", help="an annotation to refine instead of scores: a gray, palette "
-                                    "or colour-coded PNG whose distinct values (colours) are the "
-                                    "classes; the output keeps its encoding")
+                                    "or colour-coded PNG (or a NIfTI/.npy label volume) whose "
+                                    "distinct values (colours) are the classes; the output keeps "
+                                    "its encoding")
     p.add_argument("--gt-prob", type=float, default=0.5,
                    help="with --labels: the confidence in the labels, in (0, 1) (0.5)")
     p.add_argument("--unknown", help="with --labels: the value of unlabelled pixels, a gray value "
@@ -262,9 +263,9 @@ def _check_single_inputs(args: argparse.Namespace, volume: bool) -> None:
         raise ValueError("--params, --workers and --layout do not apply to --labels or volumes")
     if args.labels is not None and args.input_type != "auto":
         raise ValueError("--input-type does not apply to --labels (it reads labels)")
-    if volume and args.labels is not None:
-        raise ValueError("--labels takes a 2-D label image (PNG); refine a volume from its "
-                         "scores with --unary")
+    if args.labels is not None and volume != _is_volume(args.labels):
+        raise ValueError("--labels and --image must both be volumes (NIfTI or .npy) or both "
+                         f"images, got {args.labels} and {args.image}")
     if args.output is not None:
         if volume and not (io.is_volume_file(args.output)
                            or Path(args.output).suffix.lower() == ".npy"):
@@ -295,7 +296,13 @@ def _refine_single(args: argparse.Namespace, options: dict[str, Any]) -> int:
         if spacing is None:
             raise ValueError(f"--spacing sz,sy,sx is required for the .npy volume {args.image} "
                              "(NIfTI files carry their voxel size)")
-        scores, _ = io.read_volume_scores(args.unary, image.shape[:3])
+        if args.labels is not None:
+            scores, encoding, _ = io.read_label_volume(args.labels, unknown=args.unknown)
+            if scores.shape != image.shape[:3]:
+                raise ValueError(f"labels in {args.labels} have shape (D, H, W) = "
+                                 f"{scores.shape} but the image volume is {image.shape[:3]}")
+        else:
+            scores, _ = io.read_volume_scores(args.unary, image.shape[:3])
         input_type, extra["spacing"] = args.input_type, spacing
     else:
         if spacing is not None:
@@ -305,19 +312,20 @@ def _refine_single(args: argparse.Namespace, options: dict[str, Any]) -> int:
         if scores.shape != image.shape[:2]:
             raise ValueError(f"label file {args.labels} is {scores.shape} but the image is "
                              f"{image.shape[:2]}")
+    if args.labels is not None:
         if encoding.num_classes < 2:
             raise ValueError(f"label file {args.labels} holds one class besides the unknown "
                              "label; the CRF needs two at least")
         input_type = "labels"
-        extra = {"num_classes": encoding.num_classes, "gt_prob": args.gt_prob,
-                 "unknown_label": -1}
+        extra.update(num_classes=encoding.num_classes, gt_prob=args.gt_prob, unknown_label=-1)
     start = time.perf_counter()
     probs = DenseCRF(**options).refine(scores, image, input_type, **extra)
     seconds = time.perf_counter() - start
     labels = probs.argmax(axis=0).astype(np.int64)
     if args.output is not None:
         if volume:
-            io.write_volume(args.output, labels, info)
+            io.write_volume(args.output, labels if encoding is None else encoding.values[labels],
+                            info)
         else:
             io.write_label_map(args.output, labels, encoding)
     if args.save_probs is not None:
@@ -329,6 +337,7 @@ def _refine_single(args: argparse.Namespace, options: dict[str, Any]) -> int:
     where = f" -> {args.output}" if args.output is not None else ""
     kind = (f"volume, spacing {','.join(f'{s:g}' for s in spacing)}" if volume
             else f"{encoding.kind} labels")
+    kind += " from labels" if volume and encoding is not None else ""
     print(f"refined {Path(args.image).name}: {probs.shape[0]} classes, {size} ({kind}), "
           f"{options['n_iter']} iterations in {seconds:.2f} s{where}")
     return 0
