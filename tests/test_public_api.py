@@ -1,8 +1,13 @@
 """The public names of every module: a test that fails when one disappears."""
 
+import ast
 import importlib
+import importlib.util
+from pathlib import Path
 
 import pytest
+
+import crfseg
 
 PUBLIC = {
     "crfseg.metrics": [
@@ -11,7 +16,12 @@ PUBLIC = {
         "mean_pixel_accuracy", "pixel_accuracy"],
     "crfseg.io": [
         "read_image", "read_labels", "read_scores", "write_bytes", "write_image", "write_json",
-        "write_labels", "write_overlay", "write_panel", "write_scores", "colorize"],
+        "write_labels", "write_overlay", "write_panel", "write_scores", "colorize",
+        "write_boundaries", "labels_fit_png", "check_label_path"],
+    "crfseg.palettes": ["get_palette", "get_class_names", "voc_colormap", "check_palette"],
+    "crfseg.crf.dense": ["DenseCRF", "scores_to_unary", "scores_to_labels"],
+    "crfseg.crf.pairwise": ["pairwise_by_name", "potts", "truncated_linear",
+                            "truncated_quadratic"],
     "crfseg.crf": [
         "DenseCRF", "GridCRF", "GridCRFResult", "PermutohedralLattice", "contrast_weights",
         "maxflow", "potts", "scores_to_unary", "truncated_linear", "truncated_quadratic"],
@@ -31,8 +41,10 @@ PUBLIC = {
     "crfseg.datasets": [
         "ADE20K", "COCOStuff", "CamVid", "Cityscapes", "SyntheticShapes", "VOCSegmentation",
         "get_dataset", "get_palette", "get_class_names"],
-    "crfseg.training": ["train", "evaluate", "init_distributed", "seed_everything"],
-    "crfseg.cli": ["main", "build_parser"],
+    "crfseg.training": ["train", "evaluate", "init_distributed", "seed_everything",
+                        "TrainSettings", "load_training_state"],
+    "crfseg.cli": ["main", "build_parser", "SUBCOMMANDS"],
+    "crfseg.models.checkpoint": ["save_checkpoint", "load_checkpoint", "write_torch_file"],
 }
 
 
@@ -60,3 +72,31 @@ def test_package_ships_type_information():
     from importlib.resources import files
 
     assert files("crfseg").joinpath("py.typed").is_file()
+
+
+def _package_of(name: str) -> str:
+    spec = importlib.util.find_spec(name)
+    return name if spec.submodule_search_locations is not None else name.rsplit(".", 1)[0]
+
+
+def test_no_module_imports_another_packages_private_names():
+    """``_name`` and ``_module`` belong to their package: other packages use public names."""
+    root = Path(crfseg.__file__).parent
+    leaks = []
+    for path in sorted(root.rglob("*.py")):
+        package = ".".join(path.relative_to(root.parent).with_suffix("").parts[:-1])
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                    and node.module.split(".")[0] == "crfseg"):
+                continue
+            for alias in node.names:
+                parts = [*node.module.split("."), alias.name]
+                private = [i for i, part in enumerate(parts) if i and part.startswith("_")
+                           and not part.startswith("__")]
+                if not private:
+                    continue
+                owner = _package_of(".".join(parts[:private[0]]))
+                if package != owner and not package.startswith(owner + "."):
+                    leaks.append(f"{path.relative_to(root.parent)}:{node.lineno} imports "
+                                 f"{'.'.join(parts)}")
+    assert not leaks, leaks
