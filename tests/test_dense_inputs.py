@@ -293,6 +293,10 @@ def test_bad_inputs_raise_one_clear_error(example, backend):
         DenseCRF(bilateral_srgb=(1, 2), backend=backend).refine(logits, np.zeros((1, 60, 90, 2)))
     with pytest.raises(ValueError, match=r"one value per channel \(5 values\)"):
         crf.refine(logits, np.zeros((60, 90, 5), np.uint8))
+    assert DenseCRF(bilateral_srgb=np.array(5.0)).bilateral_srgb == 5.0
+    assert DenseCRF(bilateral_srgb=torch.tensor([1.0, 2.0])).bilateral_srgb == (1.0, 2.0)
+    with pytest.raises(TypeError, match="bilateral_srgb must be a real number, got str"):
+        DenseCRF(bilateral_srgb="13")
     with pytest.raises(ValueError, match="bilateral_srgb must be a number or one number per"):
         DenseCRF(bilateral_srgb=[[1.0, 2.0]])
     with pytest.raises(ValueError, match=r"bilateral_srgb\[1\] must be > 0"):

@@ -321,9 +321,10 @@ def check_spacing(spacing: Any) -> tuple[float, float, float] | None:
 
 def check_srgb(srgb: Any) -> float | tuple[float, ...]:
     """Validate ``bilateral_srgb``: one positive number, or one per image channel."""
-    if np.isscalar(srgb) or (is_tensor(srgb) and srgb.ndim == 0):
-        return check_number("bilateral_srgb", float(srgb) if is_tensor(srgb) else srgb,
-                            low=0, low_inclusive=False)
+    if np.isscalar(srgb) or ((is_tensor(srgb) or isinstance(srgb, np.ndarray))
+                             and srgb.ndim == 0):
+        value = srgb.item() if hasattr(srgb, "item") and not isinstance(srgb, str) else srgb
+        return check_number("bilateral_srgb", value, low=0, low_inclusive=False)
     values = to_numpy(srgb) if is_tensor(srgb) else srgb
     if isinstance(values, (str, bytes)) or np.ndim(values) != 1 or len(values) < 1:
         raise ValueError(f"bilateral_srgb must be a number or one number per image channel, "
