@@ -196,6 +196,8 @@ def test_tune_errors():
         tune_dense_crf(logits, images, [labels[0][:, :-1], labels[1]], progress=False)
     with pytest.raises(ValueError, match=r"images\[1\] has shape \(18, 20, 3\)"):
         tune_dense_crf(logits, [images[0], images[1][:, :20]], labels, progress=False)
+    with pytest.raises(ValueError, match=r"images\[0\] has shape \(18, 24\), expected \(H, W, 3\)"):
+        tune_dense_crf(logits, [images[0][..., 0], images[1]], labels, progress=False)
     with pytest.raises(TypeError, match=r"labels\[0\]"):
         tune_dense_crf(logits, images, [labels[0].astype(float), labels[1]], progress=False)
     with pytest.raises(ValueError, match="trials"):

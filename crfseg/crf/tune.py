@@ -264,7 +264,7 @@ def _prepare(scores: Any, images: Any, labels: Any, num_classes: int | None, inp
             raise ValueError(f"labels[{i}] has shape {lab.shape}, expected the scores' "
                              f"(H, W) = {tuple(shape[1:])}")
         img = to_numpy(image)
-        if img.shape[:2] != tuple(shape[1:]):
+        if img.ndim != 3 or img.shape[:2] != tuple(shape[1:]) or img.shape[2] != 3:
             raise ValueError(f"images[{i}] has shape {img.shape}, expected (H, W, 3) with "
                              f"(H, W) = {tuple(shape[1:])}")
         bad = ((lab < 0) | (lab >= num_classes)) & (lab != ignore_index)
