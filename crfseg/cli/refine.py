@@ -97,9 +97,10 @@ def add_parser(subparsers: Any) -> None:
     """Register ``refine`` and its options."""
     p = subparsers.add_parser(
         "refine", help="refine CNN scores with a dense CRF",
-        description="Refine class scores (logits, probabilities or unary energies) with a fully "
-                    "connected CRF. --unary and --image are two files, or two folders paired by "
-                    "file stem.",
+        description="Refine class scores (logits, probabilities or unary energies), a binary "
+                    "map or an annotation (--labels) with a fully connected CRF. --unary and "
+                    "--image are two files, or two folders paired by file stem; --labels and "
+                    "volumes (NIfTI or .npy, with --spacing) take one file each.",
     )
     p.add_argument("--unary", help="scores .npy/.npz file or folder: (C, H, W), (H, W, C) or a "
                                    "binary (H, W) map; with a volume --image, NIfTI (X, Y, Z, C) "
