@@ -246,3 +246,17 @@ def test_volume_errors(rng, backend):
     else:
         with pytest.raises(ValueError, match="same number of images"):
             crf.refine(np.stack([logits] * 3), np.stack([intensity] * 2), spacing=(1, 1, 1))
+
+
+def test_volumes_and_generic_mean_field_on_every_device(rng, device):
+    logits, intensity, _ = _volume(rng, (5, 12, 14))
+    crf = DenseCRF(n_iter=3, backend="torch", device=device)
+    probs = crf.refine(torch.from_numpy(logits), torch.from_numpy(intensity),
+                       spacing=(2.0, 1.0, 1.0))
+    assert probs.device.type == device.type
+    expected = DenseCRF(n_iter=3).refine(logits, intensity, spacing=(2.0, 1.0, 1.0))
+    assert (probs.argmax(0).cpu().numpy() == expected.argmax(0)).mean() >= 0.995
+    scores = torch.from_numpy(logits)[None].to(device)
+    features = grid_features(1, intensity.shape, (2.0, 3.0, 3.0), device=device)
+    refined = mean_field(scores, [(features, 3.0)], n_iter=2)
+    assert refined.device.type == device.type and refined.shape == scores.shape
