@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-peers", action="store_true", help="skip the MONAI column")
+    parser.add_argument("--only", help="comma-separated loss names: time just these rows")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -141,6 +142,12 @@ def main() -> None:
         ("dense_crf_loss", forward_backward(L.dense_crf_loss, logits,
                                             painted_images(target)), None),
     ]
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = sorted(set(wanted) - {name for name, _, _ in rows})
+        if unknown:
+            parser.error(f"--only: unknown loss names {unknown}")
+        rows = [row for row in rows if row[0] in wanted]
     peers = {} if args.no_peers else monai_peers(target)
 
     reference_step = forward_backward(F.cross_entropy, logits, target, ignore_index=255)
