@@ -189,3 +189,17 @@ def test_palettes_of_whole_numbers_are_accepted_in_any_dtype():
     for palette in ([[0, 128, 255]], np.array([[0.0, 128.0, 255.0]]), np.uint16([[0, 128, 255]])):
         out = check_palette(palette, 1)
         assert out.dtype == np.uint8 and out.tolist() == [[0, 128, 255]]
+
+
+def test_write_torch_file_is_the_one_atomic_writer(tmp_path):
+    from crfseg.models.checkpoint import write_torch_file
+    from crfseg.models.weights import safe_torch_load
+
+    path = write_torch_file(tmp_path / "s.pt", {"step": 2, "w": torch.ones(3)})
+    content = safe_torch_load(path, "state")
+    assert content["step"] == 2 and torch.equal(content["w"], torch.ones(3))
+    with pytest.raises(TypeError, match="content must be a dict, got list"):
+        write_torch_file(tmp_path / "t.pt", [1, 2])
+    with pytest.raises(FileNotFoundError, match="output folder does not exist"):
+        write_torch_file(tmp_path / "missing" / "t.pt", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.pt"]
