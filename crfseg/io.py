@@ -8,11 +8,12 @@ target, so an interrupted run never leaves a half-written file.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io as _io
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "write_crf_params",
     "colorize",
     "labels_fit_png",
+    "check_label_path",
     "SCORE_LAYOUTS",
     "MAX_PNG_LABEL",
     "LabelEncoding",
@@ -86,6 +88,20 @@ def _atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def _opencv_silenced() -> Iterator[None]:
+    """Hold back OpenCV's own log lines ("PNG input buffer is incomplete") for a while."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        yield
+        return
+    previous = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(previous)
+
 def read_image(path: PathLike) -> np.ndarray:
     """Read an image file as RGB.
 
@@ -112,7 +128,8 @@ def read_image(path: PathLike) -> np.ndarray:
     """
     p = _existing_file(path, "image")
     raw = np.fromfile(p, dtype=np.uint8)
-    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    with _opencv_silenced():  # crfseg reports an undecodable file in one line of its own
+        img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
     if img is None:
         try:
             with Image.open(p) as pil:
@@ -330,6 +347,41 @@ def labels_fit_png(labels: Any) -> bool:
     return arr.size == 0 or bool(arr.min() >= 0 and arr.max() <= MAX_PNG_LABEL)
 
 
+_LOSSY_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".jp2", ".webp", ".avif", ".heic")
+
+
+def check_label_path(path: PathLike, option: str = "path") -> Path:
+    """Refuse a label file name that is not ``.png``: labels are always written as PNG.
+
+    A lossy format (JPEG, WebP, …) would change label values at region
+    borders, and PNG bytes under another suffix mislead every reader.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The label file to be written.
+    option : str, default "path"
+        The name the error gives the path (an argument or a command-line option).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> check_label_path("labels.png").name
+    'labels.png'
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".png":
+        return p
+    if suffix in _LOSSY_SUFFIXES:
+        raise ValueError(f"{option} {str(p)!r} names a lossy {suffix} file, which would change "
+                         "label values; labels are written as PNG: use a .png name")
+    raise ValueError(f"{option} {str(p)!r} must end in .png (labels are written as PNG), "
+                     f"got {suffix or 'no suffix'!r}")
+
 def write_labels(path: PathLike, labels: Any, palette: Any = None) -> Path:
     """Write a label map as PNG.
 
@@ -340,7 +392,7 @@ def write_labels(path: PathLike, labels: Any, palette: Any = None) -> Path:
     Parameters
     ----------
     path : str or path-like
-        Output file (PNG).
+        Output file; must end in ``.png`` (see :func:`check_label_path`).
     labels : (H, W) integer ndarray or Tensor
         Labels in ``0 … 65535`` (``0 … 255`` with a palette).
     palette : (K, 3) array, optional
@@ -351,6 +403,7 @@ def write_labels(path: PathLike, labels: Any, palette: Any = None) -> Path:
     pathlib.Path
         The written file.
     """
+    check_label_path(path)
     arr = _check_labels(labels)
     buffer = _io.BytesIO()
     if palette is not None:
