@@ -431,3 +431,36 @@ def test_training_checkpoints_load_without_pickled_code(tmp_path):
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["format"] == "crfseg-training" and state["step"] == 1
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_train_settings_share_train_defaults():
+    import inspect
+
+    from crfseg.training import TrainSettings
+
+    defaults = {name: p.default for name, p in inspect.signature(train).parameters.items()
+                if p.kind is p.KEYWORD_ONLY}
+    settings = TrainSettings.validated(max_steps=3)
+    for name in TrainSettings.__dataclass_fields__:
+        if name != "max_steps":
+            assert getattr(settings, name) == defaults[name], name
+    with pytest.raises(ValueError, match="optimizer must be one of 'sgd', 'adamw'"):
+        TrainSettings.validated(max_steps=3, optimizer="adam")
+    with pytest.raises(ValueError, match="max_steps must be >= 1"):
+        TrainSettings.validated(max_steps=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_torch_backend_crf_evaluation_stays_on_the_gpu(monkeypatch):
+    model = _net()
+    crf = DenseCRF(n_iter=2, bilateral_sxy=10, backend="torch")
+    devices = []
+    original = DenseCRF.refine
+
+    def recording(self, scores, image, input_type="auto"):
+        devices.append(scores.device.type)
+        return original(self, scores, image, input_type)
+
+    monkeypatch.setattr(DenseCRF, "refine", recording)
+    report = evaluate(model, _val_set(), crf=crf, batch_size=2, device="cuda", progress=False)
+    assert devices == ["cuda", "cuda"] and report.num_images == 4
