@@ -13,6 +13,7 @@ import gzip
 import io as _io
 import os
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,17 +91,34 @@ def _atomic_write_bytes(path: PathLike, data: bytes) -> Path:
 
 @contextlib.contextmanager
 def _opencv_silenced() -> Iterator[None]:
-    """Hold back OpenCV's own log lines ("PNG input buffer is incomplete") for a while."""
+    """Hold back OpenCV's own log lines ("PNG input buffer is incomplete") for a while.
+
+    Threads decoding at once share one silent period: the level the first one
+    found is restored when the last one leaves.
+    """
+    global _silenced_readers, _opencv_log_level
     logging = getattr(getattr(cv2, "utils", None), "logging", None)
     if logging is None:
         yield
         return
-    previous = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    with _silence_lock:
+        if _silenced_readers == 0:
+            _opencv_log_level = logging.getLogLevel()
+            logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        _silenced_readers += 1
     try:
         yield
     finally:
-        logging.setLogLevel(previous)
+        with _silence_lock:
+            _silenced_readers -= 1
+            if _silenced_readers == 0:
+                logging.setLogLevel(_opencv_log_level)
+
+
+_silence_lock = threading.Lock()
+_silenced_readers = 0
+_opencv_log_level = 0
+
 
 def read_image(path: PathLike) -> np.ndarray:
     """Read an image file as RGB.

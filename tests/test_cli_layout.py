@@ -142,3 +142,34 @@ def test_a_corrupt_image_gives_one_line_on_stderr(tmp_path):
     assert result.stderr.splitlines() == [
         f"crfseg split-merge: error: could not decode image file {tmp_path / 'cut.png'}: "
         "image file is truncated"]
+
+
+def test_silencing_opencv_restores_its_log_level_after_threads_overlap(tmp_path):
+    import threading
+
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", np.zeros((32, 32, 3), np.uint8))
+    (tmp_path / "cut.png").write_bytes(encoded.tobytes()[:60])
+    logging = cv2.utils.logging
+    before = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_WARNING)
+    failures = []
+
+    def read_many():
+        for _ in range(20):
+            try:
+                io.read_image(tmp_path / "cut.png")
+            except ValueError:
+                failures.append(1)
+
+    try:
+        threads = [threading.Thread(target=read_many) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert logging.getLogLevel() == logging.LOG_LEVEL_WARNING
+    finally:
+        logging.setLogLevel(before)
+    assert len(failures) == 80
