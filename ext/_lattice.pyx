@@ -445,3 +445,40 @@ def normalize(const real[:, ::1] vertex_sums, const real[:, ::1] weights,
                 else:
                     splat_out[p, r] = <real>w
                     slice_out[p, r] = <real>(w * alphas[k] / n)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def matmul_rows(const real[:, ::1] x, const real[:, ::1] matrix, real[:, ::1] out,
+                int64_t start, int64_t stop):
+    """``out[i] = x[i] @ matrix`` for rows ``start:stop`` (``matrix`` is ``(C, C')``)."""
+    cdef int64_t i
+    cdef int a, b
+    cdef int inner = matrix.shape[0]
+    cdef int outer = matrix.shape[1]
+    cdef real v
+    cdef real *row
+    cdef const real *m
+    with nogil:
+        for i in range(start, stop):
+            row = &out[i, 0]
+            for b in range(outer):
+                row[b] = 0
+            for a in range(inner):
+                v = x[i, a]
+                m = &matrix[a, 0]
+                for b in range(outer):
+                    row[b] += v * m[b]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def add_rows(real[:, ::1] out, const real[:, ::1] other, int64_t start, int64_t stop):
+    """``out[i] += other[i]`` for rows ``start:stop``."""
+    cdef int64_t i
+    cdef int c
+    cdef int channels = out.shape[1]
+    with nogil:
+        for i in range(start, stop):
+            for c in range(channels):
+                out[i, c] += other[i, c]

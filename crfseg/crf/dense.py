@@ -792,6 +792,7 @@ class DenseCRF:
 
     def _refine_torch(self, scores: Any, kind: str, image: torch.Tensor,
                       spacing: tuple | None) -> torch.Tensor:
+        from crfseg.crf.lattice import images_per_group
         from crfseg.crf.mean_field import mean_field
 
         numpy_in = not is_tensor(scores)
@@ -804,6 +805,15 @@ class DenseCRF:
         batch = torch.from_numpy(np.ascontiguousarray(scores)) if numpy_in else scores.detach()
         num, classes, *spatial = batch.shape
         kind = resolve_input_type(batch, kind, axis=1)
+        # never an out-of-memory kill: images in groups that fit, or a clear refusal
+        group = images_per_group(
+            num, classes, math.prod(spatial),
+            feature_dims=(len(spatial), len(spatial) + image.shape[1]),
+            dtype=torch.float32 if batch.dtype == torch.float32 else torch.float64,
+            device=device, what="image" if spacing is None else "volume")
+        if group < num:
+            return torch.cat([self._refine_torch(scores[i:i + group], kind, image[i:i + group],
+                                                 spacing) for i in range(0, num, group)])
         # classes last and contiguous: the engine's layout, and a fast log-softmax
         channels_last = batch.to(device).movedim(1, -1).contiguous()
         unary = scores_to_unary(channels_last, kind, axis=-1).movedim(-1, 1)

@@ -22,6 +22,7 @@ runs), so the two agree to float rounding.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from crfseg._validation import (
     check_choice,
     check_finite,
     check_floating_dtype,
+    check_int,
     check_ndim,
     is_tensor,
     shape_of,
@@ -45,10 +47,14 @@ except ImportError:  # not compiled (e.g. a bare checkout): the tensor builder s
     _lattice = None
 
 __all__ = [
+    "ENGINES",
     "NORMALIZATIONS",
     "LatticePattern",
     "PermutohedralLattice",
+    "available_memory",
     "blur",
+    "estimate_mean_field_memory",
+    "images_per_group",
     "kernel_row_sums",
     "normalized_weights",
     "slice_at_points",
@@ -321,7 +327,8 @@ def _native_splat(values: torch.Tensor, weights: torch.Tensor, pattern: LatticeP
                    for buf, (a, b) in zip(buffers, ranges)]:
         future.result()
     for buf in buffers[1:]:
-        out += buf
+        # the kernels' own threads, not torch's: the two pools would compete for the cores
+        _run_ranges(_lattice.add_rows, _ranges(pattern.num_vertices), out.numpy(), buf.numpy())
     return out
 
 
@@ -331,6 +338,17 @@ def _native_slice(vertex_values: torch.Tensor, weights: torch.Tensor, pattern: L
         out = vertex_values.new_empty((pattern.num_points, vertex_values.shape[1]))
     _run_ranges(_lattice.slice_points, _ranges(pattern.num_points), _array(vertex_values),
                 _array(weights), _array(pattern.offset), out.numpy())
+    return out
+
+
+def _compiled_compatibility(vertex_values: torch.Tensor, bounds: Sequence[int],
+                            transposed: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Each lattice's ``(M_k, C)`` vertex values times its ``(C, C)`` matrix, by the kernels."""
+    out = torch.empty_like(vertex_values)
+    source, target = _array(vertex_values), out.numpy()
+    for lo, hi, matrix in zip(bounds[:-1], bounds[1:], transposed):
+        _run_ranges(_lattice.matmul_rows, [(lo + a, lo + b) for a, b in _ranges(hi - lo)],
+                    source, _array(matrix.to(vertex_values.dtype)), target)
     return out
 
 
@@ -994,3 +1012,180 @@ class PermutohedralLattice:
             return out
         n, h, w = self._image_shape
         return out.reshape(n, h, w, -1).permute(0, 3, 1, 2)
+
+
+MEMORY_LIMIT_ENV = "CRFSEG_MEMORY_LIMIT"
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def _format_bytes(size: float) -> str:
+    if size >= 2**28:
+        return f"{size / 2**30:.2f} GiB"
+    return f"{size / 2**20:.0f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
+
+
+def available_memory(device: str | torch.device = "cpu") -> int:
+    """Bytes a refine may use on ``device``: free RAM on the CPU, free memory on CUDA.
+
+    The CPU figure is ``MemAvailable`` of ``/proc/meminfo`` (else the free
+    physical pages), the CUDA figure ``torch.cuda.mem_get_info``.  The
+    environment variable ``CRFSEG_MEMORY_LIMIT`` (bytes, or with a ``k``,
+    ``M``, ``G`` or ``T`` suffix: ``"4G"``) caps both, e.g. to leave room for
+    other processes.
+
+    Parameters
+    ----------
+    device : str or torch.device, default "cpu"
+        The device that would compute.
+
+    Returns
+    -------
+    free : int
+        Bytes.
+
+    Raises
+    ------
+    ValueError
+        ``CRFSEG_MEMORY_LIMIT`` is not a size.
+
+    Examples
+    --------
+    >>> available_memory("cpu") > 0
+    True
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        free = int(torch.cuda.mem_get_info(device)[0])
+    else:
+        free = _free_ram()
+    limit = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if limit:
+        number, unit = limit.rstrip("kKmMgGtTbB"), limit[len(limit.rstrip("kKmMgGtTbB")):]
+        unit = unit.lower().rstrip("b")
+        try:
+            cap = float(number) * _UNITS[unit]
+        except (KeyError, ValueError):
+            raise ValueError(f"{MEMORY_LIMIT_ENV} must be a size in bytes such as 4000000000 or "
+                             f"'4G', got {limit!r}") from None
+        free = min(free, int(cap))
+    return free
+
+
+def _free_ram() -> int:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**62  # unknown: do not refuse
+
+
+def estimate_mean_field_memory(num_images: int, num_classes: int, pixels: int, *,
+                               feature_dims: Sequence[int] = (2, 5),
+                               dtype: torch.dtype = torch.float32,
+                               device: str | torch.device = "cpu") -> int:
+    """Peak bytes of a torch-backend refine (``DenseCRF`` or :func:`mean_field`) beyond its input.
+
+    Counts what a refine allocates: the scores in the engine's layout and the
+    marginals, every kernel's features, lattice (weights, vertex indices and
+    blur neighbours, with one vertex per point, which real images stay
+    below), the normalised weights of the stacked lattices and the vertex
+    buffers; on CUDA (the tensor engine) also the sort temporaries of the
+    largest lattice's construction and the sparse matrices.  The result is an
+    upper estimate for sizing a batch: the images of a batch cost the sum of
+    their estimates.
+
+    Parameters
+    ----------
+    num_images : int
+        ``N``, images (or volumes) refined at once.
+    num_classes : int
+        ``C``.
+    pixels : int
+        Pixels (voxels) per image: ``H * W`` or ``D * H * W``.
+    feature_dims : sequence of int, default (2, 5)
+        The feature dimension ``d`` of every kernel: DenseCRF's smoothness
+        kernel has 2 (3 for volumes), its appearance kernel 2 + 3 colours.
+    dtype : torch.dtype, default torch.float32
+        The float type the refine computes in.
+    device : str or torch.device, default "cpu"
+        ``cpu`` (the compiled engine) or ``cuda`` (the tensor engine).
+
+    Returns
+    -------
+    bytes : int
+
+    Raises
+    ------
+    ValueError
+        A count below 1 or an empty ``feature_dims``.
+
+    Examples
+    --------
+    >>> size = estimate_mean_field_memory(1, 21, 480 * 360)
+    >>> 50 * 2**20 < size < 1024 * 2**20
+    True
+    """
+    for name, value in (("num_images", num_images), ("num_classes", num_classes),
+                        ("pixels", pixels)):
+        check_int(name, value, low=1)
+    dims = [check_int("feature_dims", int(d), low=1) for d in feature_dims]
+    if not dims:
+        raise ValueError("feature_dims must name at least one kernel's dimension, got []")
+    item = torch.empty((), dtype=dtype).element_size()
+    points = num_images * pixels
+    corners = sum(d + 1 for d in dims)
+    lattices = sum(points * ((d + 1) * (4 + item) + (d + 1) * 2 * 4) for d in dims)
+    stacked = points * corners * (4 + 3 * item)  # offsets, raw and normalised weights
+    features = points * (sum(dims) + 3) * item
+    scores = 5 * points * num_classes * item  # scores twice, unary, marginals, output
+    vertex_buffers = 4 * points * len(dims) * num_classes * item
+    total = lattices + stacked + features + scores + vertex_buffers
+    if torch.device(device).type != "cpu":
+        largest = max(dims) + 1
+        total += points * largest * 8 * 6 + 2 * points * corners * (8 + item)
+    return int(total)
+
+
+def images_per_group(num_images: int, num_classes: int, pixels: int, *,
+                     feature_dims: Sequence[int] = (2, 5), dtype: torch.dtype = torch.float32,
+                     device: str | torch.device = "cpu", what: str = "image") -> int:
+    """How many images to refine at once so that each group fits in free memory.
+
+    All ``num_images`` when their estimate (:func:`estimate_mean_field_memory`)
+    fits in :func:`available_memory`, else as many as fit; refuses when not
+    even one image fits.
+
+    Returns
+    -------
+    group : int
+        Between 1 and ``num_images``.
+
+    Raises
+    ------
+    ValueError
+        One image alone needs more than the free memory: the message names the
+        image size, the estimate, the free memory and the remedies.
+
+    Examples
+    --------
+    >>> images_per_group(4, 21, 64 * 64)
+    4
+    """
+    one = estimate_mean_field_memory(1, num_classes, pixels, feature_dims=feature_dims,
+                                     dtype=dtype, device=device)
+    free = available_memory(device)
+    if one * num_images <= free:
+        return num_images
+    if one > free:
+        raise ValueError(
+            f"refining one {what} of {pixels} pixels with {num_classes} classes needs about "
+            f"{_format_bytes(one)} but {torch.device(device)} has {_format_bytes(free)} free; "
+            f"downscale the {what}, use fewer classes, free memory, or raise "
+            f"{MEMORY_LIMIT_ENV} if it is set too low")
+    return max(1, free // one)

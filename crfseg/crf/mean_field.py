@@ -40,6 +40,7 @@ from crfseg.crf.lattice import (
     NORMALIZATIONS,
     LatticePattern,
     PermutohedralLattice,
+    _compiled_compatibility,
     _compiled_update,
     _native,
     blur,
@@ -363,7 +364,7 @@ def _compiled_inference(unary: torch.Tensor, pattern: LatticePattern, splat_w: t
     vertex_buffer = unary.new_empty((pattern.num_vertices, unary.shape[1]))
     for step in range(n_iter):
         vertex_values = blur(splat(probs, splat_w, pattern, out=vertex_buffer), pattern)
-        messages = _compatibility(vertex_values, bounds, transposed)
+        messages = _compiled_compatibility(vertex_values, bounds, transposed)
         # the last step keeps the scores, the others turn them into the next marginals
         _compiled_update(messages, slice_w, pattern, unary, probs, softmax=step < n_iter - 1)
     return probs
