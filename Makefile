@@ -2,6 +2,8 @@
 # make test  -- set up .venv (if missing or stale) and run the test suite
 # make dist  -- build the sdist, a wheel from that sdist, and check both with twine
 # make lint  -- ruff over the package, tests, benchmarks and examples
+# make gpu-check  -- on a CUDA machine (no .venv, no package index): build the kernels in place,
+#                    install pydensecrf2 from third_party/, run the CUDA tests, print one table
 # make test PYTEST_ARGS='-m "not slow"'  -- leave out the slow end-to-end tests (CI runs all)
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +12,7 @@ STAMP := $(VENV)/.crfseg-installed
 SOURCES := pyproject.toml setup.py constraints.txt $(wildcard ext/*.pyx) $(wildcard ext/*.pxd) $(wildcard ext/*.pxi)
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv bench lint dist clean
+.PHONY: demo test venv bench lint dist clean gpu-check
 
 $(STAMP): $(SOURCES)
 	@if ! $(PY) -c "import sys" >/dev/null 2>&1; then \
@@ -43,3 +45,17 @@ dist: $(STAMP)
 
 clean:
 	rm -rf build dist demo_output crfseg/*.so ext/*.c ext/*.cpp
+
+# The Python of the GPU machine, which already has torch, torchvision, scipy, scikit-image,
+# opencv, Cython, pytest and tqdm; nothing is downloaded.
+GPU_PYTHON ?= python3
+GPU_TESTS = $(shell grep -l -E "cuda|device" tests/test_*.py)
+
+gpu-check:
+	@$(GPU_PYTHON) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
+		|| { echo "make gpu-check: no CUDA device is visible to $(GPU_PYTHON) (torch.cuda.is_available() is False); run it on a machine with an NVIDIA GPU and its driver" >&2; exit 1; }
+	$(GPU_PYTHON) setup.py build_ext --inplace
+	$(GPU_PYTHON) -c "import pydensecrf.densecrf" 2>/dev/null \
+		|| $(GPU_PYTHON) -m pip install --no-build-isolation --no-deps --no-index third_party/pydensecrf2-1.1.tar.gz
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m pytest $(GPU_TESTS) -k cuda -q -p no:randomly -p no:cacheprovider
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/gpu_check.py
