@@ -67,10 +67,10 @@ FULL = [
     Case("DenseCRF batch 8x512x512x21x5", 512, 512, 21, 5, batch=8),
 ]
 QUICK = [
-    Case("DenseCRF 64x64x21x5 forward", 64, 64, 21, 5),
-    Case("DenseCRF 128x64x19x10", 128, 64, 19, 10, photo="chelsea"),
-    Case("DenseCRF 200x150x2x5", 200, 150, 2, 5, photo="coffee"),
-    Case("DenseCRF batch 2x64x64x21x5", 64, 64, 21, 5, batch=2),
+    Case("DenseCRF 48x48x21x5 forward", 48, 48, 21, 5),
+    Case("DenseCRF 96x48x19x10", 96, 48, 19, 10, photo="chelsea"),
+    Case("DenseCRF 120x90x2x5", 120, 90, 2, 5, photo="coffee"),
+    Case("DenseCRF batch 2x48x48x21x5", 48, 48, 21, 5, batch=2),
 ]
 
 
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     repeats = args.repeats or (1 if args.quick else 10)
     cases = QUICK if args.quick else FULL
-    size = 64 if args.quick else 512
+    size = 48 if args.quick else 512
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"crfseg GPU check on {name}, torch {torch.__version__}, "
           f"{'quick sizes' if args.quick else 'full sizes'}, best of {repeats}\n")

@@ -1,15 +1,27 @@
 """PermutohedralLattice: brute-force oracle, densecrf's lattice, gradients, batches, errors."""
 
 import dataclasses
+import importlib
 
 import numpy as np
 import pydensecrf.densecrf as dcrf
 import pytest
 import torch
 
-from crfseg.crf import PermutohedralLattice
+from crfseg.crf import DenseCRF, PermutohedralLattice
+from crfseg.crf import lattice as lattice_module
 from crfseg.crf._reference import gaussian_filter_reference
-from crfseg.crf.lattice import NORMALIZATIONS
+from crfseg.crf.lattice import (
+    MEMORY_LIMIT_ENV,
+    NORMALIZATIONS,
+    available_memory,
+    estimate_mean_field_memory,
+    images_per_group,
+)
+from crfseg.crf.mean_field import mean_field
+
+# crfseg.crf exports the function mean_field under its module's name
+mean_field_module = importlib.import_module("crfseg.crf.mean_field")
 
 # Relative Frobenius error of the normalised lattice kernel against the exact
 # Gaussian, on 400 random points spread over a few standard deviations: the
@@ -52,10 +64,12 @@ def _break(lattice, kind):
     return lattice
 
 
+@pytest.mark.parametrize("engine", ["compiled", "tensor"])
 @pytest.mark.parametrize("d", [1, 2, 3, 5])
-def test_normalised_kernel_close_to_brute_force(d):
+def test_normalised_kernel_close_to_brute_force(d, engine):
     features = _points(d)
-    lattice = PermutohedralLattice(features)
+    lattice = PermutohedralLattice(features, engine=engine)
+    assert lattice.pattern.native == (engine == "compiled")
     for normalization in ("after", "symmetric", "before"):
         assert _kernel_error(lattice, features, normalization) < KERNEL_ERROR_BOUND[d]
 
@@ -151,15 +165,18 @@ def test_backward_is_the_adjoint_filter():
     torch.testing.assert_close(x.grad, matrix.t() @ y)
 
 
-def test_deterministic_mode_and_repeatability():
+@pytest.mark.parametrize("engine", ["compiled", "tensor"])
+def test_deterministic_mode_and_repeatability(engine):
+    # the tensor engine's gathers and segment sums are what CUDA runs in deterministic mode
     features = _points(5, n=500).float()
     values = torch.rand(500, 6, generator=torch.Generator().manual_seed(5))
-    fast = PermutohedralLattice(features).filter(values, "symmetric")
-    again = PermutohedralLattice(features).filter(values, "symmetric")
-    ordered = PermutohedralLattice(features, deterministic=True).filter(values, "symmetric")
+    fast = PermutohedralLattice(features, engine=engine).filter(values, "symmetric")
+    again = PermutohedralLattice(features, engine=engine).filter(values, "symmetric")
+    ordered = PermutohedralLattice(features, deterministic=True, engine=engine).filter(
+        values, "symmetric")
     assert torch.equal(fast, again)
     torch.testing.assert_close(ordered, fast, rtol=1e-5, atol=1e-6)
-    assert torch.equal(ordered, PermutohedralLattice(features, deterministic=True)
+    assert torch.equal(ordered, PermutohedralLattice(features, deterministic=True, engine=engine)
                        .filter(values, "symmetric"))
 
 
@@ -199,6 +216,10 @@ def test_errors():
         PermutohedralLattice(bad)
     with pytest.raises(ValueError, match="too wide a range"):
         PermutohedralLattice(torch.tensor([[0.0] * 5, [1e12] * 5], dtype=torch.float64))
+    with pytest.raises(ValueError, match="engine must be one of"):
+        PermutohedralLattice(good, engine="cython")
+    with pytest.raises(ValueError, match="engine='compiled' builds on the CPU without gradients"):
+        PermutohedralLattice(good.clone().requires_grad_(), engine="compiled")
     lattice = PermutohedralLattice(good)
     with pytest.raises(TypeError, match="values must be a torch tensor"):
         lattice.filter(np.ones((10, 1)))
@@ -211,3 +232,184 @@ def test_errors():
     image = PermutohedralLattice(torch.rand(2, 2, 3, 4))
     with pytest.raises(ValueError, match=r"values must be \(N, C, H, W\) = \(2, C, 3, 4\)"):
         image.filter(torch.ones(2, 1, 4, 3))
+
+
+def _relabelling(a, b):
+    """Whether the vertex numbers ``a`` and ``b`` (same shape) name the same vertices."""
+    pairs = torch.unique(torch.stack([a.reshape(-1).long(), b.reshape(-1).long()]), dim=1)
+    return (torch.unique(pairs[0]).numel() == pairs.shape[1]
+            and torch.unique(pairs[1]).numel() == pairs.shape[1])
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5, 8])
+def test_compiled_and_tensor_engines_build_the_same_lattice(d):
+    gen = torch.Generator().manual_seed(10 + d)
+    features = torch.rand(3, d, 9, 11, generator=gen, dtype=torch.float64) * 4 - 1
+    values = torch.rand(3, 4, 9, 11, generator=gen, dtype=torch.float64)
+    compiled = PermutohedralLattice(features, engine="compiled")
+    tensor = PermutohedralLattice(features, engine="tensor")
+    assert compiled.pattern.native and not tensor.pattern.native
+    assert compiled.num_vertices == tensor.num_vertices
+    torch.testing.assert_close(compiled.weights, tensor.weights, rtol=0, atol=1e-12)
+    assert _relabelling(compiled.pattern.offset, tensor.pattern.offset)
+    for normalization in NORMALIZATIONS:
+        torch.testing.assert_close(compiled.filter(values, normalization),
+                                   tensor.filter(values, normalization), rtol=1e-12, atol=1e-12)
+
+
+def test_a_broken_relabelling_is_detected():
+    gen = torch.Generator().manual_seed(2)
+    features = torch.rand(300, 3, generator=gen, dtype=torch.float64) * 3
+    offset = PermutohedralLattice(features, engine="tensor").pattern.offset
+    shuffled = offset.clone()
+    shuffled[0, 0] = (shuffled[0, 0] + 1) % int(offset.max() + 1)
+    assert _relabelling(offset, offset.flip(0).flip(0))
+    assert not _relabelling(offset, shuffled)
+
+
+def test_compiled_kernels_split_over_threads_like_one_range(monkeypatch):
+    # several ranges: one vertex table each, merged and renumbered; splat buffers summed
+    gen = torch.Generator().manual_seed(11)
+    features = torch.rand(1, 5, 30, 40, generator=gen, dtype=torch.float64) * 3
+    values = torch.rand(1, 3, 30, 40, generator=gen, dtype=torch.float64)
+    one = PermutohedralLattice(features, engine="compiled")
+    expected = one.filter(values, "symmetric")
+    monkeypatch.setattr(lattice_module, "_ROWS_PER_THREAD", 100)
+    torch.set_num_threads(3)
+    assert len(lattice_module._ranges(1200)) == 3
+    split = PermutohedralLattice(features, engine="compiled")
+    assert split.num_vertices == one.num_vertices
+    assert _relabelling(split.pattern.offset, one.pattern.offset)
+    torch.testing.assert_close(split.filter(values, "symmetric"), expected, rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_compiled_engine_is_differentiable_in_the_values():
+    gen = torch.Generator().manual_seed(12)
+    features = torch.rand(40, 5, generator=gen, dtype=torch.float64) * 3
+    lattice = PermutohedralLattice(features, engine="compiled")
+    values = torch.rand(40, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    for normalization in NORMALIZATIONS:
+        assert torch.autograd.gradcheck(lambda v, n=normalization: lattice.filter(v, n), (values,),
+                                        fast_mode=True)
+    # features that need gradients are built by the tensor engine, which carries them
+    tracked = features.clone().requires_grad_()
+    assert not PermutohedralLattice(tracked).pattern.native
+
+
+def test_feature_range_limit_is_checked_before_any_work():
+    ok = torch.tensor([[0.0, 0.0], [1e7, 1.0]], dtype=torch.float32)
+    torch.testing.assert_close(PermutohedralLattice(ok).filter(torch.ones(2, 1), "after"),
+                               torch.ones(2, 1))
+    # float32 rounding cannot place 1e7-scale points on the lattice: the tensor engine refuses
+    with pytest.raises(ValueError, match=r"too wide a range.*rounding to the lattice in float32"):
+        PermutohedralLattice(ok, engine="tensor")
+    with pytest.raises(ValueError, match=r"too wide a range.*32-bit integer keys"):
+        PermutohedralLattice(torch.tensor([[0.0, 0.0], [1e9, 1.0]]), engine="compiled")
+
+
+@pytest.mark.parametrize("options, image", [
+    ({}, np.full((1, 2, 3), 1e12)),
+    ({"bilateral_srgb": 1e-12}, np.full((1, 2, 3), 200.0)),
+])
+def test_dense_crf_refuses_features_beyond_the_key_range(options, image):
+    crf = DenseCRF(backend="torch", n_iter=1, device="cpu", **options)
+    with pytest.warns(UserWarning) if image.max() > 255 else _no_warning():
+        with pytest.raises(ValueError, match="features span too wide a range"):
+            crf.refine(np.zeros((2, 1, 2), np.float32), image)
+
+
+class _no_warning:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_memory_estimate_grows_with_the_work():
+    base = estimate_mean_field_memory(1, 21, 480 * 360)
+    assert estimate_mean_field_memory(2, 21, 480 * 360) == 2 * base
+    assert estimate_mean_field_memory(1, 42, 480 * 360) > base
+    assert estimate_mean_field_memory(1, 21, 960 * 360) > base
+    assert estimate_mean_field_memory(1, 21, 480 * 360, dtype=torch.float64) > base
+    assert estimate_mean_field_memory(1, 21, 480 * 360, feature_dims=(2, 5, 5)) > base
+    assert estimate_mean_field_memory(1, 21, 480 * 360, device="cuda") > base
+    # the lattices' real storage stays within the estimate
+    features = torch.rand(1, 5, 36, 48) * 4
+    lattice = PermutohedralLattice(features)
+    stored = sum(t.numel() * t.element_size() for t in (
+        lattice.weights, lattice.pattern.offset, lattice.pattern.groups[0].neighbours))
+    assert stored < estimate_mean_field_memory(1, 2, 36 * 48, feature_dims=(5,))
+
+
+def test_memory_estimate_errors():
+    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+        estimate_mean_field_memory(1, 0, 10)
+    with pytest.raises(TypeError, match="pixels must be an integer"):
+        estimate_mean_field_memory(1, 2, 10.5)
+    with pytest.raises(ValueError, match="feature_dims must name at least one"):
+        estimate_mean_field_memory(1, 2, 10, feature_dims=())
+
+
+@pytest.mark.parametrize("limit, expected", [("123", 123), ("2k", 2048), ("1.5G", 3 * 2**29),
+                                             ("3MB", 3 * 2**20)])
+def test_memory_limit_from_the_environment(monkeypatch, limit, expected):
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, limit)
+    assert available_memory("cpu") == expected
+
+
+def test_memory_limit_must_be_a_size(monkeypatch):
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "lots")
+    with pytest.raises(ValueError, match="CRFSEG_MEMORY_LIMIT must be a size"):
+        available_memory()
+
+
+def test_images_are_grouped_to_fit_or_refused(monkeypatch):
+    one = estimate_mean_field_memory(1, 4, 30 * 40)
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, str(10 * one))
+    assert images_per_group(5, 4, 30 * 40) == 5
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, str(2 * one + 1))
+    assert images_per_group(5, 4, 30 * 40) == 2
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, str(one // 2))
+    with pytest.raises(ValueError, match=r"one image of 1200 pixels with 4 classes needs about "
+                                         r"\d+ KiB but cpu has \d+ KiB free; downscale"):
+        images_per_group(5, 4, 30 * 40)
+
+
+def test_dense_crf_splits_a_batch_that_does_not_fit(monkeypatch):
+    gen = torch.Generator().manual_seed(13)
+    scores = torch.randn(3, 4, 30, 40, generator=gen)
+    image = torch.rand(3, 3, 30, 40, generator=gen) * 255
+    crf = DenseCRF(n_iter=2, backend="torch", device="cpu")
+    whole = crf.refine(scores, image)
+    calls = []
+    original = mean_field_module.mean_field
+
+    def counting(scores, *args, **kwargs):
+        calls.append(scores.shape[0])
+        return original(scores, *args, **kwargs)
+
+    monkeypatch.setattr(mean_field_module, "mean_field", counting)
+    one = estimate_mean_field_memory(1, 4, 30 * 40)
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, str(one + 1))
+    split = crf.refine(scores, image)
+    assert calls == [1, 1, 1]
+    torch.testing.assert_close(split, whole, rtol=0, atol=1e-6)
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "1k")
+    with pytest.raises(ValueError, match="one image of 1200 pixels with 4 classes"):
+        crf.refine(scores, image)
+
+
+def test_on_device_softmax_path_on_the_cpu(monkeypatch):
+    # accelerators skip the read-back of the softmax bound and run torch's softmax each time
+    gen = torch.Generator().manual_seed(14)
+    scores = torch.randn(1, 3, 12, 15, generator=gen) * 3
+    features = torch.rand(1, 5, 12, 15, generator=gen) * 3
+    kernels = [(PermutohedralLattice(features, engine="tensor"), 5.0)]
+    host = mean_field(scores, kernels, 4)
+    monkeypatch.setattr(mean_field_module, "_reads_back_cheaply", lambda device: False)
+    device_path = mean_field(scores, kernels, 4)
+    torch.testing.assert_close(device_path, host, rtol=1e-5, atol=1e-5)
+    compiled = mean_field(scores, [(PermutohedralLattice(features, engine="compiled"), 5.0)], 4)
+    torch.testing.assert_close(compiled, host, rtol=1e-5, atol=1e-5)

@@ -329,7 +329,7 @@ def _mean_field_inference(unary: torch.Tensor, pattern: LatticePattern, splat_w:
     limit = (60.0 if unary.dtype == torch.float32 else 600.0) - math.log(unary.shape[1])
     # Reading the bound back is free on the CPU but would stall an accelerator
     # once per iteration, so there the plain softmax runs every time.
-    on_host = unary.device.type == "cpu"
+    on_host = _reads_back_cheaply(unary.device)
     slice_row_sum = float(slice_w.abs().sum(1).amax()) if on_host else math.inf
     vertex_buffer = unary.new_empty((pattern.num_vertices, unary.shape[1]))
     probs = torch.empty_like(unary)
@@ -350,6 +350,11 @@ def _mean_field_inference(unary: torch.Tensor, pattern: LatticePattern, splat_w:
     if shift is None:
         return refined.clone() if refined is unary else refined
     return refined.add_(shift)
+
+
+def _reads_back_cheaply(device: torch.device) -> bool:
+    """Whether reading a number back to Python is free (the CPU) or stalls the device."""
+    return device.type == "cpu"
 
 
 def _compiled_inference(unary: torch.Tensor, pattern: LatticePattern, splat_w: torch.Tensor,
