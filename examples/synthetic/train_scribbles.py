@@ -21,6 +21,13 @@ validation and test scenes are drawn with seeds 0, 1 and 2.  The script
 prints the mean IoU of each variant on the test scenes and writes them with
 the settings to ``--output`` (JSON).  One torch thread by default: run it
 under ``nice -n 19`` beside other work.
+
+Measured with the defaults (48x48 scenes, 4 classes, 200 training scenes with
+1.5 % of their pixels scribbled, 300 steps of batch 8, sxy 12, srgb 15),
+test mIoU on 100 scenes: partial CE 0.7819, partial CE + dense CRF loss
+(weight 0.03 of 0.003, 0.01, 0.03, 0.1 by validation mIoU) 0.7914, full
+labels 0.8355; each dense-CRF run took 42-58 s on one thread of a shared
+2-core machine, the others 6 s.
 """
 
 from __future__ import annotations
@@ -135,12 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=16, help="SmallFCN's first-stage channels")
     parser.add_argument("--erode", type=int, default=3,
                         help="pixels each region is eroded by before its skeleton is taken")
-    parser.add_argument("--stroke-radius", type=float, default=0.0,
+    parser.add_argument("--stroke-radius", type=float, default=6.0,
                         help="keep each skeleton within this many pixels of its point nearest "
                              "the region's centre (0: the whole skeleton)")
     parser.add_argument("--sxy", type=float, default=12.0, help="dense CRF loss sxy (pixels)")
     parser.add_argument("--srgb", type=float, default=15.0, help="dense CRF loss srgb (0-255)")
-    parser.add_argument("--weights", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2],
+    parser.add_argument("--weights", type=float, nargs="+", default=[3e-3, 1e-2, 3e-2, 1e-1],
                         help="dense CRF loss weights to choose from on validation scenes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and batches")
