@@ -5,6 +5,9 @@
 # make gpu-check  -- on a CUDA machine (no .venv, no package index): build the kernels in place,
 #                    install pydensecrf2 from third_party/, run the CUDA tests, print one table
 # make test PYTEST_ARGS='-m "not slow"'  -- leave out the slow end-to-end tests (CI runs all)
+# make test-checked  -- the fuzz suite and the kernel tests again, against kernels built with
+#                       Cython's bounds checks (CRFSEG_BOUNDSCHECK=1) in a temporary copy of the
+#                       tree, under glibc's heap checks; the in-place kernels are left alone
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,7 +15,7 @@ STAMP := $(VENV)/.crfseg-installed
 SOURCES := pyproject.toml setup.py constraints.txt $(wildcard ext/*.pyx) $(wildcard ext/*.pxd) $(wildcard ext/*.pxi)
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv bench lint dist clean gpu-check
+.PHONY: demo test test-checked venv bench lint dist clean gpu-check
 
 $(STAMP): $(SOURCES)
 	@if ! $(PY) -c "import sys" >/dev/null 2>&1; then \
@@ -28,6 +31,25 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+CHECKED_TESTS := tests/test_fuzz.py tests/test_grid.py tests/test_pairwise.py tests/test_metrics.py \
+	tests/test_split_merge.py tests/test_dense.py tests/test_dense_ranges.py tests/test_validation.py
+
+test-checked: $(STAMP)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp -r crfseg ext tests setup.py pyproject.toml README.md LICENSE "$$tmp"/; \
+	rm -rf "$$tmp"/crfseg/*.so "$$tmp"/ext/*.c "$$tmp"/ext/*.cpp; \
+	find "$$tmp" -name __pycache__ -prune -exec rm -rf {} +; \
+	cd "$$tmp"; \
+	CRFSEG_BOUNDSCHECK=1 $(CURDIR)/$(PY) setup.py -q build_ext --inplace >build.log 2>&1 \
+		|| { tail -40 build.log; exit 1; }; \
+	PYTHONPATH="$$tmp" $(CURDIR)/$(PY) -c "import sys, crfseg, crfseg._grid, crfseg._metrics, \
+		crfseg._split_merge; mods = [crfseg, crfseg._grid, crfseg._metrics, crfseg._split_merge]; \
+		bad = [m.__file__ for m in mods if not m.__file__.startswith(sys.argv[1])]; \
+		sys.exit('the checked copy is not what is imported: ' + ', '.join(bad) if bad else 0)" "$$tmp"; \
+	echo "checked kernels built in $$tmp"; \
+	PYTHONPATH="$$tmp" MALLOC_CHECK_=3 MALLOC_PERTURB_=165 $(CURDIR)/$(PY) -m pytest -n 2 -q \
+		-p no:cacheprovider -W error::pytest.PytestUnraisableExceptionWarning $(CHECKED_TESTS)
 
 bench: $(STAMP)
 	$(PY) -m pip install -e ".[dev,bench]" -c constraints.txt

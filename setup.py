@@ -4,6 +4,9 @@ Every ``ext/<name>.pyx`` becomes ``crfseg.<name>``.  A source that needs C++
 says so in its own header (``# distutils: language = c++``).
 Setting ``CRFSEG_EXT=_grid,_metrics`` builds only the named kernels, which
 keeps an in-place rebuild of one kernel quick during development.
+Setting ``CRFSEG_BOUNDSCHECK=1`` turns on Cython's bounds, wraparound and
+initialisation checks, so an out-of-range index raises ``IndexError``
+instead of corrupting memory (``make test-checked`` builds such a copy).
 """
 
 import os
@@ -16,6 +19,8 @@ from setuptools import Extension, setup
 # The kernels are found beside this file, whatever the working folder (an sdist
 # unpacked by pip, a build from another folder); setuptools wants relative paths.
 ROOT = Path(__file__).resolve().parent
+
+checked = os.environ.get("CRFSEG_BOUNDSCHECK", "") not in ("", "0")
 
 extensions = [
     Extension(
@@ -38,10 +43,13 @@ setup(
         extensions,
         language_level="3",
         compiler_directives={
-            "boundscheck": False,
-            "wraparound": False,
+            "boundscheck": checked,
+            "wraparound": checked,
             "cdivision": True,
-            "initializedcheck": False,
+            "initializedcheck": checked,
         },
+        # cythonize regenerates C only when a .pyx changes, not when the checks do: the
+        # checked C lives apart, so neither build ever compiles the other's
+        build_dir="build/cython-checked" if checked else None,
     )
 )
