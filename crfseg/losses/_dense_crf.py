@@ -128,10 +128,11 @@ def lattice_diagonal(lattice: PermutohedralLattice) -> Tensor:
 
     def walk(start: Tensor, steps: Tensor, tables: Tensor) -> Tensor:
         """Where walks from ``start`` that step along the axes where ``steps`` is set end."""
+        shifts = steps.to(itype) * (m + 1)  # row offset into the stepping half of each table
         current = start.expand(steps.shape[1:]).contiguous()
         for axis in range(corners):
-            moved = current + steps[axis].to(itype) * (m + 1)
-            current = tables[axis].index_select(0, moved.reshape(-1)).view(current.shape)
+            current = tables[axis].index_select(0, (current + shifts[axis]).reshape(-1)
+                                                ).view(current.shape)
         return current
 
     # perm[t, p]: the axis whose backward step leads from corner t to corner t + 1
@@ -142,22 +143,27 @@ def lattice_diagonal(lattice: PermutohedralLattice) -> Tensor:
         perm.masked_fill_(step == following, axis)
     axis_ids = torch.arange(corners, device=device, dtype=itype)[:, None]
     diagonal = torch.zeros(num, dtype=weights.dtype, device=device)
+    # the backward walk from corner a to corner b takes (b - a) mod R steps, the forward
+    # walk the other R - (b - a) mod R, each halving the weight
+    lengths = torch.arange(corners, device=device)
+    halves = torch.tensor(0.5, dtype=weights.dtype, device=device)
     for a in range(corners):
+        back_length = (lengths - a) % corners
         # back[j, b, p]: axis j lies on the backward walk from corner a to corner b; for
         # b = a it is empty (the walk that stays) and its complement steps along every axis
         back = torch.zeros((corners, corners, num), dtype=torch.bool, device=device)
         for t in range(1, corners):
             b = (a + t) % corners
             back[:, b] = back[:, b - 1] | (perm[b - 1] == axis_ids)
-        for tables, steps in ((backward, back), (forward, ~back)):
+        for tables, steps, length in ((backward, back, back_length),
+                                      (forward, ~back, corners - back_length)):
             reached = walk(offset[a], steps, tables) == offset
-            walk_weight = torch.ldexp(reached.to(weights.dtype), -steps.sum(0))
+            walk_weight = reached.to(weights.dtype) * halves.pow(length)[:, None]
             diagonal += weights[a] * (walk_weight * weights).sum(0)
         # the third walk from corner a to itself: backward along every axis
         around = torch.ones((corners, num), dtype=torch.bool, device=device)
         reached = walk(offset[a], around, backward) == offset[a]
-        diagonal += weights[a] ** 2 * torch.ldexp(reached.to(weights.dtype),
-                                                  torch.tensor(-corners, device=device))
+        diagonal += weights[a] ** 2 * reached.to(weights.dtype) * halves.pow(corners)
     return diagonal * lattice.alpha
 
 
