@@ -31,6 +31,36 @@ cdef enum:
     MAX_KEY = 64
 
 
+cdef inline float _exp_nonpositive(float x) noexcept nogil:
+    """``exp(x)`` for ``x <= 0`` to about one float ulp, without a library call.
+
+    ``x = n log 2 + r`` with ``|r| <= log(2) / 2``; ``exp(r)`` by its degree-6
+    Taylor polynomial (relative error below 1.2e-7) and ``2**n`` written into
+    the exponent bits.  Branch-free, so the compiler can vectorise the loop
+    that calls it.  Below ``-87.3`` (where floats turn subnormal) it clamps.
+    """
+    cdef float t, r, p
+    cdef int32_t n
+    x = x if x > -87.3 else <float>-87.3
+    t = x * <float>1.44269504088896341 - <float>0.5
+    n = <int32_t>t  # truncation toward zero: rounds the negative t + 0.5 to nearest
+    r = x - n * <float>0.693145751953125 - n * <float>1.428606765330187e-06
+    p = <float>(1.0 / 720.0)
+    p = p * r + <float>(1.0 / 120.0)
+    p = p * r + <float>(1.0 / 24.0)
+    p = p * r + <float>(1.0 / 6.0)
+    p = p * r + <float>0.5
+    p = p * r + <float>1.0
+    p = p * r + <float>1.0
+    return p * _float_from_bits((n + 127) << 23)
+
+
+cdef inline float _float_from_bits(int32_t bits) noexcept nogil:
+    cdef float value
+    memcpy(&value, &bits, sizeof(float))
+    return value
+
+
 cdef inline uint64_t _hash(const int32_t *key, int size) noexcept nogil:
     cdef uint64_t h = 0
     cdef int i
@@ -360,8 +390,7 @@ def slice_softmax(const real[:, ::1] vertex_values, const real[:, ::1] weights,
     cdef int r, c
     cdef int corners = offset.shape[1]
     cdef int channels = out.shape[1]
-    cdef real w
-    cdef double largest, total
+    cdef real w, top
     cdef real *row
     cdef const real *source
     with nogil:
@@ -378,17 +407,22 @@ def slice_softmax(const real[:, ::1] vertex_values, const real[:, ::1] weights,
             for c in range(channels):
                 row[c] = source[c] - row[c]
             if softmax:
-                largest = row[0]
+                top = row[0]
                 for c in range(1, channels):
-                    if row[c] > largest:
-                        largest = row[c]
-                total = 0.0
+                    top = row[c] if row[c] > top else top
+                # single precision rows take the inline exp (a vectorisable loop)
+                if real is float:
+                    for c in range(channels):
+                        row[c] = _exp_nonpositive(row[c] - top)
+                else:
+                    for c in range(channels):
+                        row[c] = exp(row[c] - top)
+                top = 0
                 for c in range(channels):
-                    row[c] = <real>exp(row[c] - largest)
-                    total += row[c]
-                total = 1.0 / total
+                    top += row[c]
+                top = 1 / top
                 for c in range(channels):
-                    row[c] = <real>(row[c] * total)
+                    row[c] *= top
 
 
 @cython.boundscheck(False)

@@ -688,9 +688,9 @@ def _embedding_extent(points: torch.Tensor) -> float:
     return float(scaled.sum() + d * scaled.max())
 
 
-def _check_extent(points: torch.Tensor, engine: str) -> None:
+def _check_extent(points: torch.Tensor, engine: str, extent: float | None = None) -> None:
     """Refuse features whose lattice keys would overflow or lose their integer precision."""
-    extent = _embedding_extent(points)
+    extent = _embedding_extent(points) if extent is None else extent
     if engine == "compiled":
         limit, why = _KEY_LIMIT, "the lattice's 32-bit integer keys"
     else:
@@ -742,7 +742,8 @@ def _build_compiled(points: torch.Tensor, batch: torch.Tensor | None, determinis
 
 
 def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool,
-           engine: str = "auto") -> tuple[torch.Tensor, LatticePattern]:
+           engine: str = "auto", extent: float | None = None
+           ) -> tuple[torch.Tensor, LatticePattern]:
     """Barycentric weights ``(P, d+1)`` and the sparsity pattern of ``(d, P)`` points.
 
     ``engine="auto"`` builds with the compiled kernel on the CPU when no
@@ -752,7 +753,7 @@ def _build(points: torch.Tensor, batch: torch.Tensor | None, deterministic: bool
         engine = ("compiled" if _lattice is not None and points.device.type == "cpu"
                   and not _tracked(points) and points.shape[0] <= _COMPILED_MAX_DIM
                   else "tensor")
-    _check_extent(points, engine)
+    _check_extent(points, engine, extent)
     if engine == "compiled" and (points.shape[0] > _COMPILED_MAX_DIM
                                  or points.shape[1] * (points.shape[0] + 1) >= _INT32_LIMIT):
         engine = "tensor"  # beyond the compiled kernel's fixed key size or int32 indices
@@ -932,12 +933,15 @@ class PermutohedralLattice:
             raise ValueError(
                 f"features must hold at least one point of dimension d >= 1, got shape "
                 f"{shape_of(features)}")
-        check_finite("features", features)
+        # the range check's one pass (min and max) also finds NaN and infinity
+        extent = _embedding_extent(points)
+        if not math.isfinite(extent):
+            check_finite("features", features)
         self.dim = int(points.shape[0])
         self.num_points = int(points.shape[1])
         self.alpha = 1.0 / (1.0 + 2.0 ** -self.dim)
         self.weights, self.pattern = _build(points.contiguous(), batch, bool(deterministic),
-                                            engine)
+                                            engine, extent)
         self.num_vertices = self.pattern.num_vertices
         self.device = features.device
         self._weights_cache: dict[tuple[str, torch.dtype], tuple[torch.Tensor, ...]] = {}

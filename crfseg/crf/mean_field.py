@@ -362,14 +362,17 @@ def _compiled_inference(unary: torch.Tensor, pattern: LatticePattern, splat_w: t
                         transposed: list[torch.Tensor], n_iter: int) -> torch.Tensor:
     """:func:`_mean_field_inference` on the CPU with the compiled lattice kernels.
 
-    The slice, the subtraction from the unary and the next softmax run as one
-    pass over the points (each row's softmax shifted by its own maximum).
+    The slice and the subtraction from the unary run as one pass over the
+    points; torch's (vectorised) softmax, shifted by each row's maximum, turns
+    the scores into the next marginals in a buffer reused every iteration.
     """
     probs = torch.softmax(unary, 1)
+    refined = torch.empty_like(unary)
     vertex_buffer = unary.new_empty((pattern.num_vertices, unary.shape[1]))
     for step in range(n_iter):
         vertex_values = blur(splat(probs, splat_w, pattern, out=vertex_buffer), pattern)
         messages = _compiled_compatibility(vertex_values, bounds, transposed)
-        # the last step keeps the scores, the others turn them into the next marginals
-        _compiled_update(messages, slice_w, pattern, unary, probs, softmax=step < n_iter - 1)
-    return probs
+        _compiled_update(messages, slice_w, pattern, unary, refined, softmax=False)
+        if step < n_iter - 1:
+            torch.ops.aten._softmax.out(refined, 1, False, out=probs)
+    return refined
