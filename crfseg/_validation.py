@@ -7,7 +7,6 @@ argument, what was expected and what was given, before any work is done.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -144,45 +143,25 @@ def check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def available_memory() -> int:
-    """Bytes this process can still allocate: the smaller of the system's available
-    memory and what its cgroup (container) limit leaves; physical memory when neither
-    can be read."""
-    limits = []
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    limits.append(int(line.split()[1]) * 1024)
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            cap = f.read().strip()
-        with open("/sys/fs/cgroup/memory.current") as f:
-            used = int(f.read().strip())
-        if cap != "max":
-            limits.append(max(int(cap) - used, 0))
-    except (OSError, ValueError):
-        pass
-    if not limits:
-        try:
-            limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-        except (ValueError, OSError, AttributeError):  # pragma: no cover
-            return 2**63 - 1
-    return min(limits)
-
-
 def check_memory(name: str, value: Any, nbytes: int, what: str) -> None:
     """Refuse an allocation of ``nbytes`` (``what``, sized by argument ``name``) that
-    cannot fit in the memory left, instead of letting the process be killed."""
-    available = available_memory()
+    cannot fit in the memory left (``CRFSEG_MEMORY_LIMIT`` caps it), instead of letting
+    the process be killed."""
+    from crfseg.crf.lattice import available_memory  # the one reading of free memory
+
+    available = available_memory("cpu")
     if nbytes > available:
         raise ValueError(
-            f"{name}={value!r} needs {what} of {nbytes / 2**30:.3g} GiB, more than the "
-            f"{available / 2**30:.3g} GiB of memory available"
+            f"{name}={value!r} needs {what} of {_size(nbytes)}, more than the "
+            f"{_size(available)} of memory available"
         )
+
+
+def _size(nbytes: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale / 4:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes / 2**10:.3g} KiB"
 
 
 def _same_kind(value: Any, choice: Any) -> bool:

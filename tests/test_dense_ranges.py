@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from crfseg.crf import DenseCRF
+from crfseg.crf import DenseCRF, labels_to_unary
 from crfseg.crf._reference import gaussian_filter_reference
 from crfseg.crf.dense import _PYDENSECRF_EXTENT, _embedding_extent, _embedding_rows
 from crfseg.crf.lattice import _elevate
@@ -151,3 +151,13 @@ def test_embedding_extent_bounds_the_lattice_embedding():
                                                              high).T).max(), extent)
     assert _embedding_extent(np.zeros(2), np.array([np.inf, 1.0])) == np.inf
     assert _PYDENSECRF_EXTENT < 2**15
+
+
+def test_labels_to_unary_checks_num_classes_against_memory():
+    labels = np.zeros((100, 100), dtype=np.int64)
+    with pytest.raises(ValueError, match=r"num_classes=2147483648 needs a float32 unary of shape "
+                                         r"\(C, 100, 100\) of 8e\+04 GiB"):
+        labels_to_unary(labels, 2**31)
+    with pytest.raises(ValueError, match=f"unknown_label must be <= {2**63 - 1}"):
+        labels_to_unary(labels, 3, unknown_label=2**63)
+    assert labels_to_unary(labels, 3, unknown_label=2**63 - 1).shape == (3, 100, 100)

@@ -544,6 +544,23 @@ def test_integer_settings_beyond_c_int_and_float_connectivity():
     assert crf.minimize(unary, max_iter=2**31 - 2, method="icm").converged
 
 
+def test_sizes_from_arguments_are_checked_against_memory(monkeypatch):
+    with pytest.raises(ValueError, match=r"num_labels=2147483648 needs an \(L, L\) float64 cost"):
+        potts(2**31, 1.0)
+    with pytest.raises(ValueError, match=r"num_labels=4294967296 needs"):
+        truncated_quadratic(2**32, 1.0)
+    with pytest.raises(ValueError, match=r"\(height, width\)=\(1000000, 1000000\) needs edge "
+                                         r"weights in float64 of 1.49e\+04 GiB"):
+        default_edge_weights(10**6, 10**6)
+    monkeypatch.setenv("CRFSEG_MEMORY_LIMIT", "1M")
+    crf = GridCRF(potts(3, 1.0))
+    unary = np.zeros((3, 100, 100), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"unary=\(3, 100, 100\) needs the work space of method "
+                                         r"'trws' of 1.3 MiB, more than the 1 MiB of memory"):
+        crf.minimize(unary, method="trws")
+    assert crf.minimize(unary, method="icm").energy == 0.0
+
+
 def test_histories_grow_past_their_first_allocation(rng):
     """Histories start small (max_iter may be 2**31 - 2) and grow as iterations happen."""
     crf = GridCRF(truncated_quadratic(5, 1.0, 4), connectivity=8)

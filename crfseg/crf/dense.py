@@ -29,6 +29,7 @@ from crfseg._validation import (
     check_floating_dtype,
     check_int,
     check_integer_dtype,
+    check_memory,
     check_ndim,
     check_number,
     is_tensor,
@@ -282,10 +283,12 @@ def labels_to_unary(labels: Any, num_classes: int, gt_prob: float = 0.5,
     check_array("labels", labels)
     check_integer_dtype("labels", labels)
     num_classes = check_int("num_classes", num_classes, low=2)
+    check_memory("num_classes", num_classes, 4 * num_classes * math.prod(shape_of(labels)),
+                 f"a float32 unary of shape (C, {', '.join(map(str, shape_of(labels)))})")
     gt_prob = check_number("gt_prob", gt_prob, low=0, high=1, low_inclusive=False,
                            high_inclusive=False)
     if unknown_label is not None:
-        unknown_label = check_int("unknown_label", unknown_label)
+        unknown_label = check_int("unknown_label", unknown_label, low=-2**63, high=2**63 - 1)
     lab = labels.detach() if is_tensor(labels) else torch.from_numpy(
         np.ascontiguousarray(labels).astype(np.int64, copy=False))
     lab = lab.long()

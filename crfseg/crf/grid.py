@@ -31,6 +31,7 @@ from crfseg._validation import (
     check_floating_dtype,
     check_int,
     check_integer_dtype,
+    check_memory,
     check_ndim,
     check_number,
     shape_of,
@@ -442,6 +443,7 @@ class GridCRF:
             labels = self._check_labels("init", init, spatial).copy()
         else:
             labels = np.ascontiguousarray(unary_ln.argmin(axis=0), dtype=np.intc)
+        _check_work_space(method, unary_ln.shape[0], wt.shape, (unary_ln.shape[0], *spatial))
         matrix = np.ascontiguousarray(self.pairwise.matrix, dtype=np.float64)
         bound_history = None
         if method == "graphcut":
@@ -539,6 +541,21 @@ def _weight_arrays(edge_weights: Any, connectivity: int, labels: Sequence[str], 
             raise ValueError(f"{label} must be >= 0, got a minimum of {weights.min():g}")
         arrays.append(np.ascontiguousarray(weights, dtype=np.float64))
     return arrays
+
+
+def _check_work_space(method: str, num_labels: int, weights_shape: tuple[int, int],
+                      unary_shape: tuple[int, ...]) -> None:
+    """Refuse a problem whose work space cannot fit in memory, before the kernel allocates it.
+
+    TRW-S keeps a float32 message per label on both ends of every edge; the graph cuts
+    keep two arcs per edge (head, sister, capacity) and a few arrays per pixel.
+    """
+    pixels, directions = weights_shape
+    per_pixel = {
+        "trws": 4 * 2 * directions * num_labels + 8 * num_labels + 64,
+        "icm": 8 * num_labels + 16,
+    }.get(method, 2 * directions * 16 + 48)
+    check_memory("unary", unary_shape, pixels * per_pixel, f"the work space of method {method!r}")
 
 
 def _check_edge_weights(edge_weights: Any, connectivity: int) -> tuple[np.ndarray, ...]:

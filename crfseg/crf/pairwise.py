@@ -47,6 +47,7 @@ from crfseg._validation import (
     check_choice,
     check_finite,
     check_int,
+    check_memory,
     check_ndim,
     check_number,
 )
@@ -153,7 +154,10 @@ class Pairwise:
 
 
 def _check_num_labels(num_labels: Any) -> int:
-    return check_int("num_labels", num_labels, low=2)
+    num_labels = check_int("num_labels", num_labels, low=2)
+    # the matrix and the temporaries that build it
+    check_memory("num_labels", num_labels, 3 * 8 * num_labels**2, "an (L, L) float64 cost")
+    return num_labels
 
 
 def _check_truncation(truncation: Any) -> float:
@@ -495,6 +499,8 @@ def default_edge_weights(height: int, width: int, connectivity: int = 4
     height = check_int("height", height, low=1)
     width = check_int("width", width, low=1)
     check_choice("connectivity", connectivity, (4, 8))
+    check_memory("(height, width)", (height, width), 8 * height * width * connectivity // 2,
+                 "edge weights in float64")
     shapes = _edge_shapes(height, width, connectivity)
     return tuple(
         np.full(shape, 1.0 / math.hypot(*offset))
