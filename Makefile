@@ -32,8 +32,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
-CHECKED_TESTS := tests/test_fuzz.py tests/test_grid.py tests/test_pairwise.py tests/test_metrics.py \
-	tests/test_split_merge.py tests/test_dense.py tests/test_dense_ranges.py tests/test_validation.py
+CHECKED_TESTS := tests/test_fuzz.py tests/test_fuzz_properties.py tests/test_grid.py \
+	tests/test_pairwise.py tests/test_metrics.py tests/test_split_merge.py tests/test_dense.py \
+	tests/test_dense_ranges.py tests/test_validation.py
 
 test-checked: $(STAMP)
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \

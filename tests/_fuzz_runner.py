@@ -476,6 +476,32 @@ def reproducer(name: str, recipe: dict) -> str:
     return f"python tests/_fuzz_runner.py {name} '{json.dumps(recipe)}'"
 
 
+# ------------------------------------------------------------------- test-side helpers
+
+
+def check_case(sandbox: Sandbox, name: str, recipe: dict) -> tuple[str, str]:
+    """The verdict of one case: ``("ok", summary)`` or ``("raised", message)``; else fail.
+
+    ``CRFSEG_FUZZ_LOG=file`` appends every verdict to ``file`` (to see what inputs reach).
+    """
+    import pytest
+
+    verdict, detail = sandbox.run(name, recipe)
+    if os.environ.get("CRFSEG_FUZZ_LOG"):
+        with open(os.environ["CRFSEG_FUZZ_LOG"], "a") as log:
+            log.write(f"{name}\t{verdict}\t{detail.splitlines()[0][:160]}\n")
+    if verdict not in ("ok", "raised"):
+        pytest.fail(f"{name}: {verdict}: {detail}\nreproduce with: {reproducer(name, recipe)}",
+                    pytrace=False)
+    return verdict, detail
+
+
+def arr(shape, dtype="<f8", values="normal", layout="C", seed=0, **extra) -> dict:
+    """An array recipe (see :func:`build_array`)."""
+    return {"shape": list(shape), "dtype": dtype, "values": values, "layout": layout,
+            "seed": seed, **extra}
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in CASES:
         sys.exit(f"usage: python {sys.argv[0]} {{{','.join(CASES)}}} RECIPE_JSON")
