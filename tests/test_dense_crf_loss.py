@@ -13,11 +13,12 @@ from crfseg.losses.functional import DENSE_CRF_SCALE
 
 
 def features_of(image: torch.Tensor, sxy: float, srgb: float) -> torch.Tensor:
-    """``(P, d)`` features of one image ``(K, *S)``: positions / sxy, then intensities / srgb."""
+    """``(P, d)`` features of one image ``(K, *S)``: positions / sxy (x first, as densecrf
+    orders them; the lattice is not symmetric in its axes), then intensities / srgb."""
     spatial = image.shape[1:]
     grids = torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in spatial],
                            indexing="ij")
-    columns = [g.reshape(-1) / sxy for g in grids]
+    columns = [g.reshape(-1) / sxy for g in grids[::-1]]
     columns += [channel.reshape(-1).double() / srgb for channel in image]
     return torch.stack(columns, 1)
 

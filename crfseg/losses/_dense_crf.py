@@ -18,6 +18,7 @@ from torch import Tensor
 
 from crfseg._validation import check_finite, check_floating_dtype, is_tensor, shape_of
 from crfseg.crf.lattice import PermutohedralLattice
+from crfseg.crf.mean_field import grid_features
 from crfseg.losses._common import check_tensor
 
 # The lattice's un-normalised kernel (densecrf's scale included) over the exact
@@ -82,15 +83,14 @@ def check_dense_crf_inputs(logits: Any, image: Any, roi: Any
 
 
 def bilateral_features(image: Tensor, sxy: float, srgb: float) -> Tensor:
-    """``(N, d, *S)`` features ``(z, y, x) / sxy`` and ``intensity / srgb``.
+    """``(N, d, *S)`` features: grid positions ``/ sxy``, then ``intensity / srgb``.
 
-    Grid positions come first (``d = ndim(S) + K``), in the image's dtype and
-    on its device.
+    ``d = ndim(S) + K``; in the image's dtype and on its device.
     """
     n, _, *spatial = image.shape
-    axes = [torch.arange(s, dtype=image.dtype, device=image.device) / sxy for s in spatial]
-    grids = torch.stack(torch.meshgrid(*axes, indexing="ij"))
-    return torch.cat([grids.unsqueeze(0).expand(n, *grids.shape), image / srgb], 1)
+    positions = grid_features(n, spatial, [sxy] * len(spatial), device=image.device,
+                              dtype=image.dtype)
+    return torch.cat([positions, image / srgb], 1)
 
 
 def lattice_diagonal(lattice: PermutohedralLattice) -> Tensor:
