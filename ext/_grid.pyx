@@ -353,8 +353,8 @@ def move_making(unary, const double[:, ::1] wt, const double[:, ::1] V,
     or every pair of labels (swap).  A move is kept only when the energy
     change, summed over the pixels it relabels, is negative, so the energy
     never rises.  A move is not tried again while the labelling is the one
-    it already failed to improve (moves are deterministic), and its labels
-    are not read back when its cut promises no gain.
+    it already failed to improve (moves are deterministic), and an expansion's
+    labels are not read back when its cut promises no gain.
     Returns (energies per cycle with the start first, n_iter, converged).
     """
     cdef _GridData data = _GridData(unary, True, wt, V, H, W, D)
@@ -392,8 +392,12 @@ def move_making(unary, const double[:, ::1] wt, const double[:, ::1] V,
                 beta = move_second[m]
                 _build_move(g, &labels[0], alpha, beta, swap, &ws.g)
                 flow = bk_maxflow(&ws.g)
-                # the cut's energy is the current one plus flow - sink_total
-                if ws.g.sink_total - flow <= 1e-12 * fabs(energy):
+                # an expansion's all-source cut is the current labelling, so the cut's energy
+                # is the current one plus flow - sink_total.  A swap's all-source cut gives
+                # every free pixel alpha, which is not the current labelling: its gain is
+                # known only from the labels (a swap that "promised" none could still lower
+                # the energy of a labelling that holds beta)
+                if not swap and ws.g.sink_total - flow <= 1e-12 * fabs(energy):
                     failed_at[m] = n_kept
                     continue
                 n_changed = 0

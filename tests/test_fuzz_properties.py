@@ -139,8 +139,9 @@ def test_fuzz_grid_crf(sandbox, data):
     draw = Draw(data, ["unary", "shape", "pairwise", "weight", "truncation", "connectivity",
                        "init", "max_iter", "tol"])
     num_labels = data.draw(st.sampled_from([2, 3]))
-    height, width = draw("shape", [(1, 1), (1, 4), (4, 1), (2, 2), (2, 3), (3, 2)],
-                         [(0, 3), (3, 0), (0, 0)])
+    spatial = draw("shape", [(1, 1), (1, 4), (4, 1), (2, 2), (2, 3), (3, 2), (1, 1, 1),
+                             (2, 1, 3), (2, 2, 2), (1, 3, 1), (3, 1, 1)],
+                   [(0, 3), (3, 0), (0, 0), (0, 2, 2), (2, 0, 1)])
     kind = data.draw(st.sampled_from(["potts", "linear", "quadratic", "matrix"]))
     if kind == "matrix":
         pairwise = draw.array("pairwise", [num_labels, num_labels], FLOATS + ["<i4"],
@@ -149,18 +150,19 @@ def test_fuzz_grid_crf(sandbox, data):
         pairwise = {"kind": kind, "num_labels": num_labels,
                     "weight": draw("weight", [0.0, 1e-200, 0.5, 3.0], [1e300, 1e308, -1.0]),
                     "truncation": draw("truncation", [None, 1, 2.0, math.inf], [1e-300, 0.0])}
-    unary = draw.array("unary", [num_labels, height, width], FLOATS,
+    unary = draw.array("unary", [num_labels, *spatial], FLOATS,
                        ("normal", "normal", "constant"), ["<i4", "|b1"],
                        ("nan", "inf", "extreme", "normal"), scales=(1.0, 1e-300, 1e100, 1e200))
     init = None
     if data.draw(st.booleans()):
-        init = draw.array("init", [height, width], LABEL_DTYPES, ("ints",), ["<f8"], ("ints",),
+        init = draw.array("init", list(spatial), LABEL_DTYPES, ("ints",), ["<f8"], ("ints",),
                           0, num_labels - 1)
         if draw.hostile == "init":
             init["high"] = num_labels
     run(sandbox, "grid", {
         "pairwise": pairwise, "unary": unary, "init": init,
-        "connectivity": draw("connectivity", [4, 8], [8.0, 6, True]),
+        "connectivity": draw("connectivity", [6, 18, 26] if len(spatial) == 3 else [4, 8],
+                             [8.0, 6, True, 4] if len(spatial) == 3 else [8.0, 6, True]),
         "method": data.draw(st.sampled_from(["auto", "graphcut", "expansion", "swap", "trws",
                                              "icm"])),
         "max_iter": draw("max_iter", [None, 1, 3, 2**31 - 2], [2**31, 0, -1]),

@@ -544,6 +544,43 @@ def test_integer_settings_beyond_c_int_and_float_connectivity():
     assert crf.minimize(unary, max_iter=2**31 - 2, method="icm").converged
 
 
+def _best_move(crf, unary, labels, method):
+    """Lowest energy one expansion or swap move reaches from ``labels``, by enumeration."""
+    flat = labels.ravel()
+    best = math.inf
+    moves = (range(crf.num_labels) if method == "expansion"
+             else itertools.combinations(range(crf.num_labels), 2))
+    for move in moves:
+        choices = [(value, move) if method == "expansion" else
+                   ((move[0], move[1]) if value in move else (value,)) for value in flat]
+        for candidate in itertools.product(*choices):
+            energy = crf.energy(np.array(candidate).reshape(labels.shape), unary)
+            best = min(best, energy)
+    return best
+
+
+@pytest.mark.parametrize("method", ["expansion", "swap"])
+@pytest.mark.parametrize(("connectivity", "shape"), [(4, (2, 3)), (8, (2, 2)), (6, (2, 1, 3)),
+                                                     (26, (2, 2, 1))])
+def test_move_making_ends_where_no_move_improves(method, connectivity, shape):
+    """No single expansion or swap move (enumerated) lowers the energy of the result.
+
+    For two labels a swap move is the whole binary problem, so swap equals graphcut there;
+    a swap once stopped early when its cut "promised" no gain over the all-alpha labelling.
+    """
+    rng = np.random.default_rng(23)
+    for num_labels in (2, 3):
+        for _ in range(6):
+            crf = GridCRF(potts(num_labels, float(rng.uniform(0.2, 2.0))),
+                          connectivity=connectivity)
+            unary = rng.normal(size=(num_labels, *shape))
+            result = crf.minimize(unary, method=method, tol=0.0)
+            assert result.energy <= _best_move(crf, unary, result.labels, method) + 1e-9
+            if num_labels == 2:
+                exact = crf.minimize(unary, method="graphcut").energy
+                assert result.energy == pytest.approx(exact, abs=1e-9)
+
+
 def test_sizes_from_arguments_are_checked_against_memory(monkeypatch):
     with pytest.raises(ValueError, match=r"num_labels=2147483648 needs an \(L, L\) float64 cost"):
         potts(2**31, 1.0)
