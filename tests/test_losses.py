@@ -587,5 +587,6 @@ def test_module_buffers_follow_the_module():
 def test_public_names():
     for name in L.__all__:
         assert hasattr(L, name), name
-    assert len([n for n in L.__all__ if n.endswith("Loss")]) == 14
+    assert len([n for n in L.__all__ if n.endswith("Loss")]) == 15
+    assert {"dense_crf_loss", "DenseCRFLoss"} <= set(L.__all__)
     assert set(LOSSES) - {"lovasz_softmax_per_image"} <= set(L.__all__)
