@@ -15,7 +15,7 @@ vertex; the arithmetic runs in double whatever the feature dtype.
 """
 
 cimport cython
-from libc.math cimport exp, sqrt
+from libc.math cimport sqrt
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
@@ -29,36 +29,6 @@ ctypedef fused real:
 # Room per key for the feature dimension d and, for batches, the image index.
 cdef enum:
     MAX_KEY = 64
-
-
-cdef inline float _exp_nonpositive(float x) noexcept nogil:
-    """``exp(x)`` for ``x <= 0`` to about one float ulp, without a library call.
-
-    ``x = n log 2 + r`` with ``|r| <= log(2) / 2``; ``exp(r)`` by its degree-6
-    Taylor polynomial (relative error below 1.2e-7) and ``2**n`` written into
-    the exponent bits.  Branch-free, so the compiler can vectorise the loop
-    that calls it.  Below ``-87.3`` (where floats turn subnormal) it clamps.
-    """
-    cdef float t, r, p
-    cdef int32_t n
-    x = x if x > -87.3 else <float>-87.3
-    t = x * <float>1.44269504088896341 - <float>0.5
-    n = <int32_t>t  # truncation toward zero: rounds the negative t + 0.5 to nearest
-    r = x - n * <float>0.693145751953125 - n * <float>1.428606765330187e-06
-    p = <float>(1.0 / 720.0)
-    p = p * r + <float>(1.0 / 120.0)
-    p = p * r + <float>(1.0 / 24.0)
-    p = p * r + <float>(1.0 / 6.0)
-    p = p * r + <float>0.5
-    p = p * r + <float>1.0
-    p = p * r + <float>1.0
-    return p * _float_from_bits((n + 127) << 23)
-
-
-cdef inline float _float_from_bits(int32_t bits) noexcept nogil:
-    cdef float value
-    memcpy(&value, &bits, sizeof(float))
-    return value
 
 
 cdef inline uint64_t _hash(const int32_t *key, int size) noexcept nogil:
@@ -378,51 +348,33 @@ def blur_axis(const real[:, ::1] source, real[:, ::1] out, const int32_t[:, ::1]
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def slice_softmax(const real[:, ::1] vertex_values, const real[:, ::1] weights,
-                  const int32_t[:, ::1] offset, const real[:, ::1] scores, real[:, ::1] out,
-                  bint softmax, int64_t start, int64_t stop):
-    """One mean-field update of points ``start:stop``: slice, subtract, softmax.
+def slice_subtract(const real[:, ::1] vertex_values, const real[:, ::1] weights,
+                   const int32_t[:, ::1] offset, const real[:, ::1] scores, real[:, ::1] out,
+                   bint first, int64_t start, int64_t stop):
+    """``out[p] (= scores[p] when first) -= sum over r of weights[p, r] * vertex_values[offset[p, r]]``.
 
-    ``out[p] = scores[p] - sum over r of weights[p, r] * vertex_values[offset[p, r]]``,
-    then, when ``softmax``, the softmax of that row over the channels.
+    Points ``start:stop``; one lattice's messages after another accumulate
+    into ``out``.
     """
     cdef int64_t p
     cdef int r, c
     cdef int corners = offset.shape[1]
     cdef int channels = out.shape[1]
-    cdef real w, top
+    cdef real w
     cdef real *row
     cdef const real *source
     with nogil:
         for p in range(start, stop):
             row = &out[p, 0]
-            for c in range(channels):
-                row[c] = 0
+            if first:
+                source = &scores[p, 0]
+                for c in range(channels):
+                    row[c] = source[c]
             for r in range(corners):
                 w = weights[p, r]
                 source = &vertex_values[offset[p, r], 0]
                 for c in range(channels):
-                    row[c] += w * source[c]
-            source = &scores[p, 0]
-            for c in range(channels):
-                row[c] = source[c] - row[c]
-            if softmax:
-                top = row[0]
-                for c in range(1, channels):
-                    top = row[c] if row[c] > top else top
-                # single precision rows take the inline exp (a vectorisable loop)
-                if real is float:
-                    for c in range(channels):
-                        row[c] = _exp_nonpositive(row[c] - top)
-                else:
-                    for c in range(channels):
-                        row[c] = exp(row[c] - top)
-                top = 0
-                for c in range(channels):
-                    top += row[c]
-                top = 1 / top
-                for c in range(channels):
-                    row[c] *= top
+                    row[c] -= w * source[c]
 
 
 @cython.boundscheck(False)
@@ -442,21 +394,24 @@ def renumber(int32_t[:, ::1] offset, const int32_t[::1] remap, int64_t start, in
 def normalize(const real[:, ::1] vertex_sums, const real[:, ::1] weights,
               const int32_t[:, ::1] offset, const int32_t[::1] lattice_of_corner,
               const double[::1] alphas, int mode, real[:, ::1] splat_out,
-              real[:, ::1] slice_out, int64_t start, int64_t stop):
+              real[:, ::1] slice_out, bint scale_slice, int64_t start, int64_t stop):
     """Normalised splat and slice weights of points ``start:stop``.
 
     ``vertex_sums`` is the ``(M, 1)`` blurred splat of ones; corner ``r``
     belongs to lattice ``lattice_of_corner[r]`` of scale ``alphas[k]``, whose
     row sum ``n_k = alpha_k * sum over its corners of w * vertex_sums + 1e-20``
-    is densecrf's normalisation.  ``mode`` 1: splat and slice ``w / sqrt(n)``
-    (the slice times ``alpha``); 2: splat ``w / n``; 3: slice ``w / n``.
+    is densecrf's normalisation.  ``mode`` 1: splat and slice ``w / sqrt(n)``;
+    2: splat ``w / n``; 3: slice ``w / n``; the slice is multiplied by
+    ``alpha`` when ``scale_slice``.  Each row's weights are read before its
+    outputs are written, so ``splat_out`` may be ``weights`` itself, and with
+    ``scale_slice`` false in mode 1 ``slice_out`` may be ``splat_out``.
     """
     cdef int64_t p
     cdef int r, k
     cdef int corners = offset.shape[1]
     cdef int lattices = alphas.shape[0]
     cdef double sums[MAX_KEY]
-    cdef double w, n
+    cdef double w, n, a
     with nogil:
         for p in range(start, stop):
             for k in range(lattices):
@@ -469,16 +424,17 @@ def normalize(const real[:, ::1] vertex_sums, const real[:, ::1] weights,
                 k = lattice_of_corner[r]
                 w = weights[p, r]
                 n = sums[k]
+                a = alphas[k] if scale_slice else 1.0
                 if mode == 1:
                     w = w / sqrt(n)
                     splat_out[p, r] = <real>w
-                    slice_out[p, r] = <real>(w * alphas[k])
+                    slice_out[p, r] = <real>(w * a)
                 elif mode == 2:
+                    slice_out[p, r] = <real>(w * a)
                     splat_out[p, r] = <real>(w / n)
-                    slice_out[p, r] = <real>(w * alphas[k])
                 else:
+                    slice_out[p, r] = <real>(w * a / n)
                     splat_out[p, r] = <real>w
-                    slice_out[p, r] = <real>(w * alphas[k] / n)
 
 
 @cython.boundscheck(False)

@@ -413,3 +413,22 @@ def test_on_device_softmax_path_on_the_cpu(monkeypatch):
     torch.testing.assert_close(device_path, host, rtol=1e-5, atol=1e-5)
     compiled = mean_field(scores, [(PermutohedralLattice(features, engine="compiled"), 5.0)], 4)
     torch.testing.assert_close(compiled, host, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_compiled_mean_field_matches_the_stacked_tensor_engine(normalization):
+    gen = torch.Generator().manual_seed(15)
+    scores = torch.randn(2, 4, 10, 12, generator=gen, dtype=torch.float64) * 2
+    positions = torch.rand(2, 2, 10, 12, generator=gen, dtype=torch.float64) * 4
+    colours = torch.rand(2, 5, 10, 12, generator=gen, dtype=torch.float64) * 3
+    compat = torch.rand(4, 4, generator=gen, dtype=torch.float64)
+    tensor = [(PermutohedralLattice(positions, engine="tensor"), 3.0),
+              (PermutohedralLattice(colours, engine="tensor"), compat)]
+    expected = mean_field(scores, tensor, 3, normalization=normalization)
+    kept = PermutohedralLattice(positions, engine="compiled")
+    raw = kept.weights.clone()
+    for _ in range(2):  # a lattice the caller keeps is reused, its weights untouched
+        got = mean_field(scores, [(kept, 3.0), (colours, compat)], 3,
+                         normalization=normalization)
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    assert torch.equal(kept.weights, raw)

@@ -352,20 +352,6 @@ def _compiled_compatibility(vertex_values: torch.Tensor, bounds: Sequence[int],
     return out
 
 
-def _compiled_update(messages: torch.Tensor, weights: torch.Tensor, pattern: LatticePattern,
-                     scores: torch.Tensor, out: torch.Tensor, softmax: bool) -> torch.Tensor:
-    """``out = scores - slice(messages)``, then its softmax over the channels when ``softmax``.
-
-    One pass of the compiled kernel over the points instead of a slice, a
-    subtraction and a softmax; only for patterns and tensors :func:`_native`
-    accepts.
-    """
-    _run_ranges(_lattice.slice_softmax, _ranges(pattern.num_points), _array(messages),
-                _array(weights), _array(pattern.offset), _array(scores), out.numpy(),
-                bool(softmax))
-    return out
-
-
 def _native_blur(vertex_values: torch.Tensor, pattern: LatticePattern, reverse: bool
                  ) -> torch.Tensor:
     source = _array(vertex_values)
@@ -563,8 +549,55 @@ def _compiled_normalization(pattern: LatticePattern, weights: torch.Tensor,
     mode = {"symmetric": 1, "before": 2, "after": 3}[normalization]
     _run_ranges(_lattice.normalize, _ranges(pattern.num_points), _array(vertex_sums),
                 _array(weights), _array(pattern.offset), lattice_of_corner,
-                np.asarray(alphas, dtype=np.float64), mode, splat_w.numpy(), slice_w.numpy())
+                np.asarray(alphas, dtype=np.float64), mode, splat_w.numpy(), slice_w.numpy(),
+                True)
     return splat_w, slice_w
+
+
+def _compiled_filter_weights(lattice: PermutohedralLattice, dtype: torch.dtype,
+                             normalization: str, in_place: bool
+                             ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One compiled lattice's splat and slice weights, the slice without its scale ``alpha``.
+
+    Returns ``(splat, slice, alpha)``; the caller multiplies the messages by
+    ``alpha``.  The symmetric normalisation's two are one tensor.  With
+    ``in_place`` (a lattice nobody else holds) the raw weights are
+    overwritten instead of copied; otherwise the result is cached on the
+    lattice, for the next refine of an image of the same size.
+    """
+    key = ("compiled", normalization, dtype)
+    if key in lattice._weights_cache:
+        return lattice._weights_cache[key]
+    weights = lattice.weights.to(dtype)
+    pattern = lattice.pattern
+    if normalization == "none":
+        result = (weights, weights, lattice.alpha)
+    else:
+        vertex_sums = blur(splat(weights.new_ones((pattern.num_points, 1)), weights, pattern),
+                           pattern)
+        in_place = in_place and weights is lattice.weights
+        splat_w = weights if in_place else torch.empty_like(weights)
+        slice_w = splat_w if normalization == "symmetric" else torch.empty_like(weights)
+        mode = {"symmetric": 1, "before": 2, "after": 3}[normalization]
+        _run_ranges(_lattice.normalize, _ranges(pattern.num_points), _array(vertex_sums),
+                    _array(weights), _array(pattern.offset),
+                    np.zeros(pattern.corners, dtype=np.int32),
+                    np.array([lattice.alpha], dtype=np.float64), mode, splat_w.numpy(),
+                    slice_w.numpy(), False)
+        result = (splat_w, slice_w, lattice.alpha)
+    if not in_place:
+        lattice._weights_cache[key] = result
+    return result
+
+
+def _compiled_slice_subtract(messages: torch.Tensor, weights: torch.Tensor,
+                             pattern: LatticePattern, scores: torch.Tensor, out: torch.Tensor,
+                             first: bool) -> torch.Tensor:
+    """``out = scores - slice(messages)`` (``first``) or ``out -= slice(messages)``."""
+    _run_ranges(_lattice.slice_subtract, _ranges(pattern.num_points), _array(messages),
+                _array(weights), _array(pattern.offset), _array(scores), out.numpy(),
+                bool(first))
+    return out
 
 
 def normalized_weights(pattern: LatticePattern, weights: torch.Tensor, alphas: Sequence[float],

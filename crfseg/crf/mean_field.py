@@ -41,7 +41,8 @@ from crfseg.crf.lattice import (
     LatticePattern,
     PermutohedralLattice,
     _compiled_compatibility,
-    _compiled_update,
+    _compiled_filter_weights,
+    _compiled_slice_subtract,
     _native,
     blur,
     normalized_weights,
@@ -201,6 +202,12 @@ def mean_field(
     lattices = [source if isinstance(source, PermutohedralLattice)
                 else PermutohedralLattice(_image_layout(source), deterministic=deterministic)
                 for source, _ in kernels]
+    transposed = [_compat_matrix(compat, classes, scores).t() for _, compat in kernels]
+    if _compiled_applies(scores, lattices, transposed):
+        owned = [not isinstance(source, PermutohedralLattice) for source, _ in kernels]
+        refined = _compiled_mean_field(scores.movedim(1, -1).reshape(-1, classes).contiguous(),
+                                       lattices, owned, transposed, n_iter, normalization)
+        return refined.reshape(num, *spatial, classes).movedim(-1, 1)
     pattern = stack_patterns([lat.pattern for lat in lattices])
     splat_w, slice_w = normalized_weights(
         pattern, torch.cat([lat.weights.to(scores.dtype) for lat in lattices], 1),
@@ -208,7 +215,6 @@ def mean_field(
     bounds = [0]
     for lat in lattices:
         bounds.append(bounds[-1] + lat.num_vertices)
-    transposed = [_compat_matrix(compat, classes, scores).t() for _, compat in kernels]
 
     # (P, C) with the classes contiguous: the layout every product and softmax below wants
     unary = scores.movedim(1, -1).reshape(-1, classes).contiguous()
@@ -322,8 +328,6 @@ def _mean_field_inference(unary: torch.Tensor, pattern: LatticePattern, splat_w:
     slice weights), and while that stays well inside the float's exponent
     range the shifted ``exp`` is safe; otherwise torch's softmax runs.
     """
-    if _native(pattern, unary, splat_w, slice_w):
-        return _compiled_inference(unary, pattern, splat_w, slice_w, bounds, transposed, n_iter)
     shift = None if log_probs else unary.amax(1, keepdim=True)
     shifted = unary if shift is None else unary - shift  # largest score near 0
     limit = (60.0 if unary.dtype == torch.float32 else 600.0) - math.log(unary.shape[1])
@@ -352,27 +356,50 @@ def _mean_field_inference(unary: torch.Tensor, pattern: LatticePattern, splat_w:
     return refined.add_(shift)
 
 
-def _reads_back_cheaply(device: torch.device) -> bool:
-    """Whether reading a number back to Python is free (the CPU) or stalls the device."""
-    return device.type == "cpu"
+def _compiled_applies(scores: torch.Tensor, lattices: Sequence[PermutohedralLattice],
+                      transposed: Sequence[torch.Tensor]) -> bool:
+    """Whether inference without autograd on the CPU's compiled kernels serves this call."""
+    tracked = torch.is_grad_enabled() and (
+        scores.requires_grad or any(compat.requires_grad for compat in transposed))
+    return (not tracked and scores.dtype in (torch.float32, torch.float64)
+            and all(_native(lat.pattern, scores) for lat in lattices))
 
 
-def _compiled_inference(unary: torch.Tensor, pattern: LatticePattern, splat_w: torch.Tensor,
-                        slice_w: torch.Tensor, bounds: list[int],
-                        transposed: list[torch.Tensor], n_iter: int) -> torch.Tensor:
-    """:func:`_mean_field_inference` on the CPU with the compiled lattice kernels.
+def _compiled_mean_field(unary: torch.Tensor, lattices: Sequence[PermutohedralLattice],
+                         owned: Sequence[bool], transposed: Sequence[torch.Tensor],
+                         n_iter: int, normalization: str) -> torch.Tensor:
+    """Mean field on the CPU's compiled kernels, one lattice after another: ``(P, C)`` scores.
 
-    The slice and the subtraction from the unary run as one pass over the
-    points; torch's (vectorised) softmax, shifted by each row's maximum, turns
-    the scores into the next marginals in a buffer reused every iteration.
+    Nothing is stacked: each lattice keeps its own vertex indices and
+    normalised weights (the symmetric normalisation's splat and slice
+    weights are one tensor, its scale ``alpha`` folded into the
+    compatibility), and the weights of lattices built for this call are
+    normalised in place.  The slice and the subtraction from the unary run
+    as one pass per lattice; torch's vectorised softmax turns the scores into
+    the next marginals in a buffer reused every iteration.
     """
+    weights, matrices = [], []
+    for lattice, own, compat_t in zip(lattices, owned, transposed):
+        splat_w, slice_w, alpha = _compiled_filter_weights(lattice, unary.dtype, normalization,
+                                                           in_place=own)
+        weights.append((splat_w, slice_w))
+        matrices.append(compat_t * alpha)
     probs = torch.softmax(unary, 1)
     refined = torch.empty_like(unary)
-    vertex_buffer = unary.new_empty((pattern.num_vertices, unary.shape[1]))
+    buffers = [unary.new_empty((lattice.num_vertices, unary.shape[1])) for lattice in lattices]
     for step in range(n_iter):
-        vertex_values = blur(splat(probs, splat_w, pattern, out=vertex_buffer), pattern)
-        messages = _compiled_compatibility(vertex_values, bounds, transposed)
-        _compiled_update(messages, slice_w, pattern, unary, refined, softmax=False)
+        for k, lattice in enumerate(lattices):
+            vertex_values = blur(splat(probs, weights[k][0], lattice.pattern, out=buffers[k]),
+                                 lattice.pattern)
+            messages = _compiled_compatibility(vertex_values, [0, lattice.num_vertices],
+                                               [matrices[k]])
+            _compiled_slice_subtract(messages, weights[k][1], lattice.pattern, unary, refined,
+                                     first=k == 0)
         if step < n_iter - 1:
             torch.ops.aten._softmax.out(refined, 1, False, out=probs)
     return refined
+
+
+def _reads_back_cheaply(device: torch.device) -> bool:
+    """Whether reading a number back to Python is free (the CPU) or stalls the device."""
+    return device.type == "cpu"
