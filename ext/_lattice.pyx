@@ -273,21 +273,27 @@ cdef class VertexTable:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def splat(const real[:, ::1] values, const real[:, ::1] weights, const int32_t[:, ::1] offset,
-          real[:, ::1] out, int64_t start, int64_t stop):
-    """``out[offset[p, r]] += weights[p, r] * values[p]`` for points ``start:stop``; zeroes ``out`` first."""
+          const real[::1] scale, real[:, ::1] out, int64_t start, int64_t stop):
+    """``out[offset[p, r]] += scale[p] * weights[p, r] * values[p]`` for points ``start:stop``.
+
+    Zeroes ``out`` first; an empty ``scale`` stands for ones.
+    """
     cdef int64_t p
     cdef int r, c
     cdef int corners = offset.shape[1]
     cdef int channels = values.shape[1]
-    cdef real w
+    cdef bint scaled = scale.shape[0] > 0
+    cdef real w, factor = 1
     cdef real *row
     cdef const real *source
     with nogil:
         memset(&out[0, 0], 0, out.shape[0] * channels * sizeof(real))
         for p in range(start, stop):
             source = &values[p, 0]
+            if scaled:
+                factor = scale[p]
             for r in range(corners):
-                w = weights[p, r]
+                w = weights[p, r] * factor
                 row = &out[offset[p, r], 0]
                 for c in range(channels):
                     row[c] += w * source[c]
@@ -349,18 +355,20 @@ def blur_axis(const real[:, ::1] source, real[:, ::1] out, const int32_t[:, ::1]
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def slice_subtract(const real[:, ::1] vertex_values, const real[:, ::1] weights,
-                   const int32_t[:, ::1] offset, const real[:, ::1] scores, real[:, ::1] out,
-                   bint first, int64_t start, int64_t stop):
-    """``out[p] (= scores[p] when first) -= sum over r of weights[p, r] * vertex_values[offset[p, r]]``.
+                   const int32_t[:, ::1] offset, const real[::1] scale,
+                   const real[:, ::1] scores, real[:, ::1] out, bint first, int64_t start,
+                   int64_t stop):
+    """``out[p] (= scores[p] when first) -= scale[p] * sum over r of weights[p, r] * vertex_values[offset[p, r]]``.
 
     Points ``start:stop``; one lattice's messages after another accumulate
-    into ``out``.
+    into ``out``.  An empty ``scale`` stands for ones.
     """
     cdef int64_t p
     cdef int r, c
     cdef int corners = offset.shape[1]
     cdef int channels = out.shape[1]
-    cdef real w
+    cdef bint scaled = scale.shape[0] > 0
+    cdef real w, factor = 1
     cdef real *row
     cdef const real *source
     with nogil:
@@ -370,8 +378,10 @@ def slice_subtract(const real[:, ::1] vertex_values, const real[:, ::1] weights,
                 source = &scores[p, 0]
                 for c in range(channels):
                     row[c] = source[c]
+            if scaled:
+                factor = scale[p]
             for r in range(corners):
-                w = weights[p, r]
+                w = weights[p, r] * factor
                 source = &vertex_values[offset[p, r], 0]
                 for c in range(channels):
                     row[c] -= w * source[c]
@@ -472,3 +482,26 @@ def add_rows(real[:, ::1] out, const real[:, ::1] other, int64_t start, int64_t 
         for i in range(start, stop):
             for c in range(channels):
                 out[i, c] += other[i, c]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def point_scales(const real[:, ::1] vertex_sums, const real[:, ::1] weights,
+                 const int32_t[:, ::1] offset, double alpha, bint square_root,
+                 real[::1] out, int64_t start, int64_t stop):
+    """densecrf's normalisation of one lattice as one factor per point, ``start:stop``.
+
+    ``n = alpha * sum over r of weights[p, r] * vertex_sums[offset[p, r]] + 1e-20``
+    (the lattice's filter of ones at the point); ``out[p] = 1 / sqrt(n)``
+    when ``square_root`` (symmetric), else ``1 / n``.
+    """
+    cdef int64_t p
+    cdef int r
+    cdef double n
+    with nogil:
+        for p in range(start, stop):
+            n = 0.0
+            for r in range(offset.shape[1]):
+                n = n + weights[p, r] * vertex_sums[offset[p, r], 0]
+            n = n * alpha + 1e-20
+            out[p] = <real>(1.0 / sqrt(n) if square_root else 1.0 / n)

@@ -311,14 +311,15 @@ def _array(tensor: torch.Tensor):
 
 
 def _native_splat(values: torch.Tensor, weights: torch.Tensor, pattern: LatticePattern,
-                  out: torch.Tensor | None) -> torch.Tensor:
+                  out: torch.Tensor | None, scale: torch.Tensor | None = None) -> torch.Tensor:
     shape = (pattern.num_vertices, values.shape[1])
     if out is None:
         out = values.new_empty(shape)
     ranges = _ranges(pattern.num_points)
     # each range splats into a buffer of its own, summed after: no write races
     buffers = [out] + [values.new_empty(shape) for _ in ranges[1:]]
-    args = (_array(values), _array(weights), _array(pattern.offset))
+    args = (_array(values), _array(weights), _array(pattern.offset),
+            _array(values.new_empty(0) if scale is None else scale))
     if len(ranges) == 1:
         _lattice.splat(*args, out.numpy(), *ranges[0])
         return out
@@ -554,49 +555,41 @@ def _compiled_normalization(pattern: LatticePattern, weights: torch.Tensor,
     return splat_w, slice_w
 
 
-def _compiled_filter_weights(lattice: PermutohedralLattice, dtype: torch.dtype,
-                             normalization: str, in_place: bool
-                             ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """One compiled lattice's splat and slice weights, the slice without its scale ``alpha``.
+def _compiled_point_scales(lattice: PermutohedralLattice, dtype: torch.dtype,
+                           normalization: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """One compiled lattice's normalisation as per-point factors: ``(splat, slice)``.
 
-    Returns ``(splat, slice, alpha)``; the caller multiplies the messages by
-    ``alpha``.  The symmetric normalisation's two are one tensor.  With
-    ``in_place`` (a lattice nobody else holds) the raw weights are
-    overwritten instead of copied; otherwise the result is cached on the
-    lattice, for the next refine of an image of the same size.
+    densecrf's normalisations scale each point's splat and slice weights by
+    one factor per point (``1 / sqrt(K 1)`` on both sides for ``symmetric``,
+    ``1 / K 1`` on one side for ``before`` and ``after``; None stands for
+    ones), so ``(P,)`` factors replace normalised ``(P, d+1)`` weights.
+    Cached on the lattice, for the next refine of an image of the same size.
     """
-    key = ("compiled", normalization, dtype)
-    if key in lattice._weights_cache:
-        return lattice._weights_cache[key]
-    weights = lattice.weights.to(dtype)
-    pattern = lattice.pattern
-    if normalization == "none":
-        result = (weights, weights, lattice.alpha)
-    else:
-        vertex_sums = blur(splat(weights.new_ones((pattern.num_points, 1)), weights, pattern),
-                           pattern)
-        in_place = in_place and weights is lattice.weights
-        splat_w = weights if in_place else torch.empty_like(weights)
-        slice_w = splat_w if normalization == "symmetric" else torch.empty_like(weights)
-        mode = {"symmetric": 1, "before": 2, "after": 3}[normalization]
-        _run_ranges(_lattice.normalize, _ranges(pattern.num_points), _array(vertex_sums),
-                    _array(weights), _array(pattern.offset),
-                    np.zeros(pattern.corners, dtype=np.int32),
-                    np.array([lattice.alpha], dtype=np.float64), mode, splat_w.numpy(),
-                    slice_w.numpy(), False)
-        result = (splat_w, slice_w, lattice.alpha)
-    if not in_place:
-        lattice._weights_cache[key] = result
-    return result
+    key = ("point scales", normalization, dtype)
+    if key not in lattice._weights_cache:
+        scale = None
+        if normalization != "none":
+            weights, pattern = lattice.weights.to(dtype), lattice.pattern
+            vertex_sums = blur(splat(weights.new_ones((pattern.num_points, 1)), weights,
+                                     pattern), pattern)
+            scale = weights.new_empty(pattern.num_points)
+            _run_ranges(_lattice.point_scales, _ranges(pattern.num_points),
+                        _array(vertex_sums), _array(weights), _array(pattern.offset),
+                        float(lattice.alpha), normalization == "symmetric", scale.numpy())
+        lattice._weights_cache[key] = {
+            "none": (None, None), "symmetric": (scale, scale), "before": (scale, None),
+            "after": (None, scale)}[normalization]
+    return lattice._weights_cache[key]
 
 
 def _compiled_slice_subtract(messages: torch.Tensor, weights: torch.Tensor,
-                             pattern: LatticePattern, scores: torch.Tensor, out: torch.Tensor,
-                             first: bool) -> torch.Tensor:
-    """``out = scores - slice(messages)`` (``first``) or ``out -= slice(messages)``."""
+                             pattern: LatticePattern, scale: torch.Tensor | None,
+                             scores: torch.Tensor, out: torch.Tensor, first: bool) -> torch.Tensor:
+    """``out = scores - scale * slice(messages)`` (``first``), or ``out -= ...``."""
     _run_ranges(_lattice.slice_subtract, _ranges(pattern.num_points), _array(messages),
-                _array(weights), _array(pattern.offset), _array(scores), out.numpy(),
-                bool(first))
+                _array(weights), _array(pattern.offset),
+                _array(scores.new_empty(0) if scale is None else scale), _array(scores),
+                out.numpy(), bool(first))
     return out
 
 

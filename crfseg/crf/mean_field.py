@@ -41,9 +41,10 @@ from crfseg.crf.lattice import (
     LatticePattern,
     PermutohedralLattice,
     _compiled_compatibility,
-    _compiled_filter_weights,
+    _compiled_point_scales,
     _compiled_slice_subtract,
     _native,
+    _native_splat,
     blur,
     normalized_weights,
     slice_at_points,
@@ -204,9 +205,8 @@ def mean_field(
                 for source, _ in kernels]
     transposed = [_compat_matrix(compat, classes, scores).t() for _, compat in kernels]
     if _compiled_applies(scores, lattices, transposed):
-        owned = [not isinstance(source, PermutohedralLattice) for source, _ in kernels]
         refined = _compiled_mean_field(scores.movedim(1, -1).reshape(-1, classes).contiguous(),
-                                       lattices, owned, transposed, n_iter, normalization)
+                                       lattices, transposed, n_iter, normalization)
         return refined.reshape(num, *spatial, classes).movedim(-1, 1)
     pattern = stack_patterns([lat.pattern for lat in lattices])
     splat_w, slice_w = normalized_weights(
@@ -366,35 +366,33 @@ def _compiled_applies(scores: torch.Tensor, lattices: Sequence[PermutohedralLatt
 
 
 def _compiled_mean_field(unary: torch.Tensor, lattices: Sequence[PermutohedralLattice],
-                         owned: Sequence[bool], transposed: Sequence[torch.Tensor],
-                         n_iter: int, normalization: str) -> torch.Tensor:
+                         transposed: Sequence[torch.Tensor], n_iter: int,
+                         normalization: str) -> torch.Tensor:
     """Mean field on the CPU's compiled kernels, one lattice after another: ``(P, C)`` scores.
 
-    Nothing is stacked: each lattice keeps its own vertex indices and
-    normalised weights (the symmetric normalisation's splat and slice
-    weights are one tensor, its scale ``alpha`` folded into the
-    compatibility), and the weights of lattices built for this call are
-    normalised in place.  The slice and the subtraction from the unary run
-    as one pass per lattice; torch's vectorised softmax turns the scores into
-    the next marginals in a buffer reused every iteration.
+    Nothing is stacked or copied: each lattice keeps its own vertex indices
+    and barycentric weights, its normalisation is one factor per point (see
+    :func:`~crfseg.crf.lattice._compiled_point_scales`) and its scale
+    ``alpha`` is folded into the compatibility.  The slice and the
+    subtraction from the unary run as one pass per lattice; torch's
+    vectorised softmax turns the scores into the next marginals in a buffer
+    reused every iteration.
     """
-    weights, matrices = [], []
-    for lattice, own, compat_t in zip(lattices, owned, transposed):
-        splat_w, slice_w, alpha = _compiled_filter_weights(lattice, unary.dtype, normalization,
-                                                           in_place=own)
-        weights.append((splat_w, slice_w))
-        matrices.append(compat_t * alpha)
+    scales = [_compiled_point_scales(lattice, unary.dtype, normalization)
+              for lattice in lattices]
+    weights = [lattice.weights.to(unary.dtype) for lattice in lattices]
+    matrices = [compat_t * lattice.alpha for lattice, compat_t in zip(lattices, transposed)]
     probs = torch.softmax(unary, 1)
     refined = torch.empty_like(unary)
     buffers = [unary.new_empty((lattice.num_vertices, unary.shape[1])) for lattice in lattices]
     for step in range(n_iter):
         for k, lattice in enumerate(lattices):
-            vertex_values = blur(splat(probs, weights[k][0], lattice.pattern, out=buffers[k]),
-                                 lattice.pattern)
+            vertex_values = blur(_native_splat(probs, weights[k], lattice.pattern, buffers[k],
+                                               scales[k][0]), lattice.pattern)
             messages = _compiled_compatibility(vertex_values, [0, lattice.num_vertices],
                                                [matrices[k]])
-            _compiled_slice_subtract(messages, weights[k][1], lattice.pattern, unary, refined,
-                                     first=k == 0)
+            _compiled_slice_subtract(messages, weights[k], lattice.pattern, scales[k][1], unary,
+                                     refined, first=k == 0)
         if step < n_iter - 1:
             torch.ops.aten._softmax.out(refined, 1, False, out=probs)
     return refined
