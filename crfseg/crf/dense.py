@@ -430,7 +430,9 @@ class DenseCRF:
         The inference engine.  ``torch`` runs the same mean field (same
         kernels, normalisation and compatibilities) on a permutohedral
         lattice in PyTorch, on any device and on batches; ``auto`` picks
-        ``torch`` when CUDA is available and ``pydensecrf`` otherwise.
+        ``torch`` when CUDA is available or the compiled CPU lattice
+        (``crfseg._lattice``) is built, where it is the faster engine, and
+        ``pydensecrf`` otherwise.
     device : str or torch.device, optional
         Where the torch backend computes.  By default: the device of Tensor
         scores, else CUDA when available, else the CPU.  The pydensecrf
@@ -531,7 +533,10 @@ class DenseCRF:
         self.bilateral_compat = check_compat("bilateral_compat", bilateral_compat)
         check_choice("backend", backend, BACKENDS)
         if backend == "auto":
-            backend = "torch" if torch.cuda.is_available() else "pydensecrf"
+            from crfseg.crf.lattice import compiled_engine_available
+
+            backend = ("torch" if torch.cuda.is_available() or compiled_engine_available()
+                       else "pydensecrf")
         self.backend = backend
         self.device = _check_device(device, backend)
         self.deterministic = check_bool("deterministic", deterministic)

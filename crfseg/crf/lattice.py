@@ -53,6 +53,7 @@ __all__ = [
     "PermutohedralLattice",
     "available_memory",
     "blur",
+    "compiled_engine_available",
     "estimate_mean_field_memory",
     "images_per_group",
     "kernel_row_sums",
@@ -535,6 +536,17 @@ def kernel_row_sums(pattern: LatticePattern, weights: torch.Tensor,
         membership[g.start:g.stop, k] = 1.0
     sums = slice_at_points(vertex_sums * membership, weights, pattern)
     return sums * torch.tensor(alphas, dtype=sums.dtype, device=sums.device)
+
+
+def compiled_engine_available() -> bool:
+    """Whether the compiled CPU kernel ``crfseg._lattice`` is built (``engine="compiled"`` runs).
+
+    Examples
+    --------
+    >>> isinstance(compiled_engine_available(), bool)
+    True
+    """
+    return _lattice is not None
 
 
 def _compiled_normalization(pattern: LatticePattern, weights: torch.Tensor,
