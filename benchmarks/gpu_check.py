@@ -32,6 +32,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ from torch import nn
 
 from crfseg.crf import DenseCRF
 from crfseg.models import CRFasRNN
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dense import photo, smooth_logits  # noqa: E402  (the same photos and logits)
 
 AGREEMENT_MIN = 99.5  # percent of labels equal to pydensecrf's
 DELTA_MAX = 1e-3  # mean |ΔQ|
@@ -72,25 +76,6 @@ QUICK = [
     Case("DenseCRF 120x90x2x5", 120, 90, 2, 5, photo="coffee"),
     Case("DenseCRF batch 2x48x48x21x5", 48, 48, 21, 5, batch=2),
 ]
-
-
-def photo(name: str, height: int, width: int) -> np.ndarray:
-    """A scikit-image sample photo resized to ``(height, width, 3)`` uint8."""
-    from skimage import data
-    from skimage.transform import resize
-
-    img = resize(getattr(data, name)(), (height, width), anti_aliasing=True, preserve_range=True)
-    return np.round(img).astype(np.uint8)
-
-
-def smooth_logits(classes: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """``(C, H, W)`` float32 logits: Gaussian noise smoothed over 6 pixels, scaled to std 4."""
-    from scipy.ndimage import gaussian_filter
-
-    rng = np.random.default_rng(seed)
-    raw = gaussian_filter(rng.normal(size=(classes, height, width)).astype(np.float32),
-                          (0, 6, 6))
-    return (4.0 * raw / raw.std()).astype(np.float32)
 
 
 def _sync(device: torch.device) -> None:
@@ -210,10 +195,10 @@ def bf16_training_row(size: int, device: torch.device) -> tuple[list[str], bool]
     grads_ok = all(p.grad is not None and bool(torch.isfinite(p.grad).all())
                    for p in model.parameters() if p.requires_grad)
     ok = bool(torch.isfinite(loss)) and grads_ok
+    verdict = "ok" if ok else "FAILED"
     return [f"CNN + CRFasRNN {size}x{size}x21x5 bf16-autocast training step", f"{ms:.1f}", "–",
             f"{peak_gib(device):.2f}", "–",
-            f"loss {float(loss.detach()):.3f}, gradients finite: {grads_ok} ({'ok' if ok else 'FAILED'})"
-            ], ok
+            f"loss {float(loss.detach()):.3f}, gradients finite: {grads_ok} ({verdict})"], ok
 
 
 def deterministic_row(size: int, device: torch.device) -> tuple[list[str], bool]:

@@ -263,7 +263,7 @@ def _spmm(matrix: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None) -
 # Below this many rows per thread the compiled kernels run on one thread: handing
 # work to another costs more than it saves.
 _ROWS_PER_THREAD = 16384
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def _ranges(rows: int) -> list[tuple[int, int]]:
@@ -274,9 +274,11 @@ def _ranges(rows: int) -> list[tuple[int, int]]:
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
-    if threads not in _POOLS:
-        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="crfseg-lattice")
-    return _POOLS[threads]
+    # keyed by process too: a forked worker inherits the parent's executors without their threads
+    key = (os.getpid(), threads)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="crfseg-lattice")
+    return _POOLS[key]
 
 
 def _run_each(calls: list[tuple]) -> list:
