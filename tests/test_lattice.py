@@ -432,3 +432,19 @@ def test_compiled_mean_field_matches_the_stacked_tensor_engine(normalization):
                          normalization=normalization)
         torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
     assert torch.equal(kept.weights, raw)
+
+
+def test_free_memory_on_cuda_comes_from_the_driver(monkeypatch):
+    # the CUDA branch, run on the CPU with the driver's answer stubbed
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 * 2**30, 141 * 2**30))
+    monkeypatch.delenv(MEMORY_LIMIT_ENV, raising=False)
+    assert available_memory("cuda") == 80 * 2**30
+    assert images_per_group(8, 19, 2048 * 1024, device="cuda") == 8
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "16G")
+    assert available_memory("cuda:0") == 16 * 2**30
+    one = estimate_mean_field_memory(1, 19, 2048 * 1024, device="cuda")
+    assert images_per_group(8, 19, 2048 * 1024, device="cuda") == 16 * 2**30 // one < 8
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "1G")
+    with pytest.raises(ValueError, match=r"2097152 pixels with 19 classes needs about 3\.\d\d GiB "
+                                         r"but cuda has 1\.00 GiB free"):
+        images_per_group(8, 19, 2048 * 1024, device="cuda")
