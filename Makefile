@@ -6,8 +6,9 @@
 #                    install pydensecrf2 from third_party/, run the CUDA tests, print one table
 # make test PYTEST_ARGS='-m "not slow"'  -- leave out the slow end-to-end tests (CI runs all)
 # make test-checked  -- the fuzz suite and the kernel tests again, against kernels built with
-#                       Cython's bounds checks (CRFSEG_BOUNDSCHECK=1) in a temporary copy of the
-#                       tree, under glibc's heap checks; the in-place kernels are left alone
+#                       Cython's bounds checks (CRFSEG_BOUNDSCHECK=1) and AddressSanitizer (where
+#                       gcc has libasan) in a temporary copy of the tree, under glibc's heap
+#                       checks; the in-place kernels are left alone
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -42,13 +43,16 @@ test-checked: $(STAMP)
 	rm -rf "$$tmp"/crfseg/*.so "$$tmp"/ext/*.c "$$tmp"/ext/*.cpp; \
 	find "$$tmp" -name __pycache__ -prune -exec rm -rf {} +; \
 	cd "$$tmp"; \
-	CRFSEG_BOUNDSCHECK=1 $(CURDIR)/$(PY) setup.py -q build_ext --inplace >build.log 2>&1 \
-		|| { tail -40 build.log; exit 1; }; \
+	asan=$$(gcc -print-file-name=libasan.so 2>/dev/null); sanitize=address; \
+	if [ ! -f "$$asan" ]; then echo "no libasan: bounds checks only"; asan=; sanitize=; fi; \
+	CRFSEG_BOUNDSCHECK=1 CRFSEG_SANITIZE=$$sanitize $(CURDIR)/$(PY) setup.py -q build_ext \
+		--inplace >build.log 2>&1 || { tail -40 build.log; exit 1; }; \
+	export LD_PRELOAD=$$asan ASAN_OPTIONS=detect_leaks=0:abort_on_error=1; \
 	PYTHONPATH="$$tmp" $(CURDIR)/$(PY) -c "import sys, crfseg, crfseg._grid, crfseg._metrics, \
 		crfseg._split_merge; mods = [crfseg, crfseg._grid, crfseg._metrics, crfseg._split_merge]; \
 		bad = [m.__file__ for m in mods if not m.__file__.startswith(sys.argv[1])]; \
 		sys.exit('the checked copy is not what is imported: ' + ', '.join(bad) if bad else 0)" "$$tmp"; \
-	echo "checked kernels built in $$tmp"; \
+	echo "checked kernels built in $$tmp$${asan:+, with AddressSanitizer}"; \
 	PYTHONPATH="$$tmp" MALLOC_CHECK_=3 MALLOC_PERTURB_=165 $(CURDIR)/$(PY) -m pytest -n 2 -q \
 		-p no:cacheprovider -W error::pytest.PytestUnraisableExceptionWarning $(CHECKED_TESTS)
 

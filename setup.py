@@ -6,7 +6,10 @@ Setting ``CRFSEG_EXT=_grid,_metrics`` builds only the named kernels, which
 keeps an in-place rebuild of one kernel quick during development.
 Setting ``CRFSEG_BOUNDSCHECK=1`` turns on Cython's bounds, wraparound and
 initialisation checks, so an out-of-range index raises ``IndexError``
-instead of corrupting memory (``make test-checked`` builds such a copy).
+instead of corrupting memory; ``CRFSEG_SANITIZE=address`` also compiles the
+kernels with AddressSanitizer, which catches what those checks cannot see
+(raw pointers), when Python runs with ``LD_PRELOAD`` of libasan
+(``make test-checked`` builds such a copy and runs it so).
 """
 
 import os
@@ -21,6 +24,8 @@ from setuptools import Extension, setup
 ROOT = Path(__file__).resolve().parent
 
 checked = os.environ.get("CRFSEG_BOUNDSCHECK", "") not in ("", "0")
+sanitize = os.environ.get("CRFSEG_SANITIZE", "")
+sanitizer_flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"] if sanitize else []
 
 extensions = [
     Extension(
@@ -28,7 +33,8 @@ extensions = [
         [os.path.relpath(source)],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3"],
+        extra_compile_args=["-O3", *sanitizer_flags],
+        extra_link_args=sanitizer_flags[:1],
     )
     for source in sorted((ROOT / "ext").glob("*.pyx"))
     if not os.environ.get("CRFSEG_EXT")
