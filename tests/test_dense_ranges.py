@@ -1,8 +1,9 @@
-"""DenseCRF's pydensecrf backend over the whole range of its features, against brute force.
+"""DenseCRF over the whole range of its features, against brute-force mean field.
 
 pydensecrf's lattice keeps 16-bit coordinates: features too wide for it once
 corrupted memory.  Inside the documented range results must be right in any
-units; beyond it a clear ``ValueError`` comes before pydensecrf sees them.
+units, with both backends; beyond it a clear ``ValueError`` comes before
+pydensecrf sees them.
 """
 
 import warnings
@@ -51,10 +52,11 @@ def scene():
     return logits, image
 
 
-def _refine(logits, image, **settings):
+def _refine(logits, image, backend="pydensecrf", **settings):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # float images outside 0-255 warn about their units
-        return DenseCRF(**{**SETTINGS, **settings}).refine(logits, image, input_type="logits")
+        crf = DenseCRF(backend=backend, **{**SETTINGS, **settings})
+        return crf.refine(logits, image, input_type="logits")
 
 
 def _assert_close_to_brute_force(probs, logits, image, srgb, **settings):
@@ -80,14 +82,16 @@ def _assert_close_to_brute_force(probs, logits, image, srgb, **settings):
         (1000.0, -5e6, np.float32),
     ],
 )
-def test_any_units_inside_the_range_agree_with_brute_force(scene, scale, offset, dtype):
+@pytest.mark.parametrize("backend", ["pydensecrf", "torch"])
+def test_any_units_inside_the_range_agree_with_brute_force(scene, scale, offset, dtype, backend):
     logits, image = scene
     scaled = (image.astype(np.float64) * scale + offset).astype(dtype)
-    probs = _refine(logits, scaled, bilateral_srgb=13.0 * scale)
+    probs = _refine(logits, scaled, backend, bilateral_srgb=13.0 * scale)
     _assert_close_to_brute_force(probs, logits, scaled, 13.0 * scale)
     if offset == 0.0:
         # the same features in other units: the same answer as the uint8 photo
-        np.testing.assert_allclose(probs, _refine(logits, image, bilateral_srgb=13.0), atol=2e-5)
+        np.testing.assert_allclose(probs, _refine(logits, image, backend, bilateral_srgb=13.0),
+                                   atol=2e-5)
 
 
 def test_sixteen_bit_image_with_the_default_srgb(scene):
@@ -100,10 +104,12 @@ def test_sixteen_bit_image_with_the_default_srgb(scene):
 
 @pytest.mark.parametrize(("gaussian_sxy", "bilateral_sxy"),
                          [(1e-3, 1e-2), (1e-2, 1e-2), (1e3, 1e3), (1e30, 1e30)])
-def test_tiny_and_huge_spatial_widths_inside_the_range(scene, gaussian_sxy, bilateral_sxy):
+@pytest.mark.parametrize("backend", ["pydensecrf", "torch"])
+def test_tiny_and_huge_spatial_widths_inside_the_range(scene, gaussian_sxy, bilateral_sxy,
+                                                       backend):
     logits, image = scene
     sxy = {"gaussian_sxy": gaussian_sxy, "bilateral_sxy": bilateral_sxy}
-    probs = _refine(logits, image, bilateral_srgb=13.0, **sxy)
+    probs = _refine(logits, image, backend, bilateral_srgb=13.0, **sxy)
     _assert_close_to_brute_force(probs, logits, image, 13.0, **sxy)
 
 
