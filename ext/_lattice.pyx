@@ -15,7 +15,7 @@ vertex; the arithmetic runs in double whatever the feature dtype.
 """
 
 cimport cython
-from libc.math cimport sqrt
+from libc.math cimport exp, sqrt
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
@@ -505,3 +505,30 @@ def point_scales(const real[:, ::1] vertex_sums, const real[:, ::1] weights,
                 n = n + weights[p, r] * vertex_sums[offset[p, r], 0]
             n = n * alpha + 1e-20
             out[p] = <real>(1.0 / sqrt(n) if square_root else 1.0 / n)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def softmax_rows(const real[:, ::1] scores, real[:, ::1] out, int64_t start, int64_t stop):
+    """``out[i] = softmax(scores[i])`` for rows ``start:stop``, each shifted by its maximum."""
+    cdef int64_t i
+    cdef int c
+    cdef int channels = scores.shape[1]
+    cdef real top
+    cdef double total
+    cdef const real *row
+    cdef real *target
+    with nogil:
+        for i in range(start, stop):
+            row = &scores[i, 0]
+            target = &out[i, 0]
+            top = row[0]
+            for c in range(1, channels):
+                top = row[c] if row[c] > top else top
+            total = 0.0
+            for c in range(channels):
+                target[c] = <real>exp(row[c] - top)
+                total += target[c]
+            total = 1.0 / total
+            for c in range(channels):
+                target[c] = <real>(target[c] * total)

@@ -448,3 +448,12 @@ def test_free_memory_on_cuda_comes_from_the_driver(monkeypatch):
     with pytest.raises(ValueError, match=r"2097152 pixels with 19 classes needs about 3\.\d\d GiB "
                                          r"but cuda has 1\.00 GiB free"):
         images_per_group(8, 19, 2048 * 1024, device="cuda")
+
+
+@pytest.mark.parametrize("classes", [2, 12, 13, 21])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_softmax_either_way_is_torch_softmax(classes, dtype):
+    gen = torch.Generator().manual_seed(16)
+    scores = (torch.randn(500, classes, generator=gen) * 30).to(dtype)
+    out = lattice_module._compiled_softmax(scores, torch.empty_like(scores))
+    torch.testing.assert_close(out, torch.softmax(scores, 1))

@@ -596,6 +596,19 @@ def _compiled_point_scales(lattice: PermutohedralLattice, dtype: torch.dtype,
     return lattice._weights_cache[key]
 
 
+# torch's softmax over a short class axis spends most of its time per row; up to this many
+# classes the kernel's plain loop is faster (2 classes: 3x), beyond it torch's vectorised one.
+_KERNEL_SOFTMAX_MAX_CLASSES = 12
+
+
+def _compiled_softmax(scores: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out = softmax(scores, 1)`` for ``(P, C)`` CPU scores, whichever way is faster for ``C``."""
+    if scores.shape[1] > _KERNEL_SOFTMAX_MAX_CLASSES:
+        return torch.ops.aten._softmax.out(scores, 1, False, out=out)
+    _run_ranges(_lattice.softmax_rows, _ranges(scores.shape[0]), _array(scores), out.numpy())
+    return out
+
+
 def _compiled_slice_subtract(messages: torch.Tensor, weights: torch.Tensor,
                              pattern: LatticePattern, scale: torch.Tensor | None,
                              scores: torch.Tensor, out: torch.Tensor, first: bool) -> torch.Tensor:

@@ -43,6 +43,7 @@ from crfseg.crf.lattice import (
     _compiled_compatibility,
     _compiled_point_scales,
     _compiled_slice_subtract,
+    _compiled_softmax,
     _native,
     _native_splat,
     blur,
@@ -376,13 +377,14 @@ def _compiled_mean_field(unary: torch.Tensor, lattices: Sequence[PermutohedralLa
     ``alpha`` is folded into the compatibility.  The slice and the
     subtraction from the unary run as one pass per lattice; torch's
     vectorised softmax turns the scores into the next marginals in a buffer
-    reused every iteration.
+    reused every iteration (a plain loop for a few classes, see
+    :func:`~crfseg.crf.lattice._compiled_softmax`).
     """
     scales = [_compiled_point_scales(lattice, unary.dtype, normalization)
               for lattice in lattices]
     weights = [lattice.weights.to(unary.dtype) for lattice in lattices]
     matrices = [compat_t * lattice.alpha for lattice, compat_t in zip(lattices, transposed)]
-    probs = torch.softmax(unary, 1)
+    probs = _compiled_softmax(unary, torch.empty_like(unary))
     refined = torch.empty_like(unary)
     buffers = [unary.new_empty((lattice.num_vertices, unary.shape[1])) for lattice in lattices]
     for step in range(n_iter):
@@ -394,7 +396,7 @@ def _compiled_mean_field(unary: torch.Tensor, lattices: Sequence[PermutohedralLa
             _compiled_slice_subtract(messages, weights[k], lattice.pattern, scales[k][1], unary,
                                      refined, first=k == 0)
         if step < n_iter - 1:
-            torch.ops.aten._softmax.out(refined, 1, False, out=probs)
+            _compiled_softmax(refined, probs)
     return refined
 
 
