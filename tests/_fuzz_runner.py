@@ -96,6 +96,8 @@ def build_array(recipe: dict) -> np.ndarray:
                 values = np.where(bad, np.nan if kind == "nan" else np.inf, values)
             values = values.astype(native)
     values = np.asarray(values, dtype=dtype)
+    if values.ndim == 0:  # indexing would turn a 0-d array into a NumPy scalar
+        return values
     layout = recipe.get("layout", "C")
     reverse = (slice(None, None, -1),) * len(shape)
     every_other = (slice(None, None, 2),) * len(shape)

@@ -158,6 +158,10 @@ def test_unclear_errors_and_silent_acceptance_now_raise_clearly(sandbox, name, r
     ("confusion_matrix", {"pred": arr((3, 4), ">u2", "ints", high=3, layout="reversed"),
                           "target": arr((3, 4), "|b1", layout="strided", seed=1),
                           "num_classes": 4, "ignore_index": 255}),
+    ("dense", {"backend": "torch", "scores": arr((2, 3, 4), ">f8", layout="reversed"),
+               "input_type": "logits", "image": arr((3, 4, 3), ">u2", "ints", high=900)}),
+    ("dense", {"backend": "torch", "scores": arr((3, 4), ">f4", "constant", offset=0.3),
+               "image": arr((3, 4), "<f8", "ints", high=255)}),
 ])
 def test_inputs_once_refused_now_work(sandbox, name, recipe):
     expect_ok(sandbox, name, recipe)

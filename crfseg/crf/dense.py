@@ -584,6 +584,8 @@ class DenseCRF:
             layout += "; volumes (C, D, H, W) need spacing=(sz, sy, sx)"
         check_ndim("scores", arr, ndims, layout)
         check_floating_dtype("scores", arr)
+        if not is_tensor(arr) and not arr.dtype.isnative:  # torch takes native byte order only
+            arr = arr.astype(arr.dtype.newbyteorder("="))
         if 0 in shape_of(arr):
             raise ValueError(f"scores must not be empty, got shape {shape_of(arr)}")
         kind = input_type
