@@ -351,8 +351,39 @@ def case_segfault(r: dict) -> str:
     return "survived"
 
 
+def case_lattice(r: dict) -> str:
+    import torch
+
+    from crfseg.crf import PermutohedralLattice
+
+    def tensor(recipe: dict) -> torch.Tensor:
+        a = build_array(recipe)
+        return torch.from_numpy(np.array(a, dtype=a.dtype.newbyteorder("=")))
+
+    features, values = tensor(r["features"]), tensor(r["values"])
+    engine, normalization = r.get("engine", "auto"), r.get("normalization", "none")
+    lattice = PermutohedralLattice(features, engine=engine,
+                                   deterministic=r.get("deterministic", False))
+    out = lattice.filter(values, normalization=normalization)
+    _check(out.shape == values.shape, f"output of shape {tuple(out.shape)}")
+    if bool(torch.isfinite(values).all()):  # filter passes NaN in the values through
+        _check(bool(torch.isfinite(out).all()), "output with NaN or inf for finite values")
+    ones = torch.ones_like(values)
+    mean = lattice.filter(ones, normalization="after")
+    _check(bool(torch.allclose(mean, ones, atol=1e-3)), "'after' does not map ones to ones")
+    if engine != "tensor":
+        # the compiled kernel against the PyTorch construction of the same lattice
+        other = PermutohedralLattice(features, engine="tensor").filter(values,
+                                                                       normalization=normalization)
+        scale = float(values.abs().max()) if values.numel() else 1.0
+        _check(bool(torch.allclose(out.double(), other.double(), rtol=1e-3, atol=1e-4 * scale)),
+               f"compiled and tensor engines differ by {float((out - other).abs().max()):.3g}")
+    return f"{lattice.num_vertices} vertices"
+
+
 CASES = {
     "segfault": case_segfault,
+    "lattice": case_lattice,
     "confusion_matrix": case_confusion_matrix,
     "scores": case_scores,
     "segmentation_metrics": case_segmentation_metrics,

@@ -249,3 +249,31 @@ def test_fuzz_dense_crf(sandbox, data):
     run(sandbox, "dense", {
         "backend": data.draw(st.sampled_from(["pydensecrf", "torch"])), "settings": settings_,
         "scores": scores, "image": image, "input_type": input_type})
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_permutohedral_lattice(sandbox, data):
+    draw = Draw(data, ["features", "values", "shape", "engine", "normalization"])
+    image = data.draw(st.booleans())
+    d = data.draw(st.sampled_from([1, 2, 3, 5]))
+    points = data.draw(st.sampled_from([1, 2, 7, 40]))
+    if image:
+        n, h, w = draw("shape", [(1, 1, points), (2, 3, 2), (1, 4, 5)], [(0, 2, 2), (1, 0, 3)])
+        features_shape, values_shape = [n, d, h, w], [n, 2, h, w]
+    else:
+        p = draw("shape", [points], [0])
+        features_shape, values_shape = [p, d], [p, data.draw(st.sampled_from([1, 3]))]
+    features = draw.array("features", features_shape, ["<f4", "<f8", ">f8", "<f2"],
+                          ("normal", "constant"), ["<i4"], ("nan", "inf", "extreme"),
+                          scales=(1.0, 30.0, 1e4, 1e-30), offsets=(0.0, 1e3))
+    values = draw.array("values", values_shape, ["<f4", "<f8"], ("normal", "abs"), ["<i8"],
+                        ("nan", "inf"))
+    if features["dtype"] in ("<f4", "<f2") or values["dtype"] == "<f4":
+        features["dtype"] = values["dtype"] = "<f4"  # filter wants one dtype for both
+    run(sandbox, "lattice", {
+        "features": features, "values": values,
+        "engine": draw("engine", ["auto", "compiled", "tensor"], ["fast"]),
+        "deterministic": data.draw(st.booleans()),
+        "normalization": draw("normalization", ["none", "symmetric", "before", "after"],
+                              ["both"])})
