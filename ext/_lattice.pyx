@@ -151,6 +151,8 @@ cdef class VertexTable:
         cdef int i, j, r, total
         cdef size_t key_bytes = self.key_size * sizeof(int32_t)
         cdef int status = 0
+        cdef int less
+        cdef bint same
         for i in range(d):
             scale[i] = sqrt(2.0 / 3.0) * dp1 / sqrt((i + 1.0) * (i + 2.0))
         for r in range(dp1):
@@ -180,10 +182,10 @@ cdef class VertexTable:
                 for i in range(d):
                     di = elevated[i] - rem0[i]
                     for j in range(i + 1, dp1):
-                        if di < elevated[j] - rem0[j]:
-                            rank[i] += 1
-                        else:
-                            rank[j] += 1
+                        # branch-free: the comparisons are a coin toss for the predictor
+                        less = di < elevated[j] - rem0[j]
+                        rank[i] += less
+                        rank[j] += 1 - less
                 for i in range(dp1):
                     rank[i] += total
                     if rank[i] < 0:
@@ -202,11 +204,14 @@ cdef class VertexTable:
                 if batched:
                     key[d] = <int32_t>batch[p]
                 for r in range(dp1):
+                    same = previous_vertex[r] >= 0
                     for i in range(d):
-                        key[i] = rem0[i] + (r if rank[i] <= d - r else r - dp1)
+                        key[i] = rem0[i] + r - dp1 * (rank[i] > d - r)
+                        same = same & (key[i] == previous[r * MAX_KEY + i])
+                    if batched:
+                        same = same & (key[d] == previous[r * MAX_KEY + d])
                     # neighbouring points mostly share corners: skip the hash then
-                    if (previous_vertex[r] >= 0
-                            and memcmp(previous + r * MAX_KEY, key, key_bytes) == 0):
+                    if same:
                         vertex = previous_vertex[r]
                     else:
                         vertex = self.find(key, True)
