@@ -98,12 +98,19 @@ cdef class VertexTable:
         cdef int64_t h = <int64_t>(_hash(key, self.key_size) & <uint64_t>(self.capacity - 1))
         cdef int32_t entry
         cdef int32_t *grown
+        cdef const int32_t *stored
         cdef size_t key_bytes = self.key_size * sizeof(int32_t)
+        cdef int i
+        cdef bint equal
         while True:
             entry = self.slots[h]
             if entry == -1:
                 break
-            if memcmp(self.keys + <int64_t>entry * self.key_size, key, key_bytes) == 0:
+            stored = self.keys + <int64_t>entry * self.key_size
+            equal = True
+            for i in range(self.key_size):
+                equal = equal & (stored[i] == key[i])
+            if equal:
                 return entry
             h = (h + 1) & (self.capacity - 1)
         if not create:
