@@ -295,20 +295,31 @@ def splat(const real[:, ::1] values, const real[:, ::1] weights, const int32_t[:
     cdef int corners = offset.shape[1]
     cdef int channels = values.shape[1]
     cdef bint scaled = scale.shape[0] > 0
-    cdef real w, factor = 1
+    cdef real w, factor = 1, v0, v1
     cdef real *row
     cdef const real *source
     with nogil:
         memset(&out[0, 0], 0, out.shape[0] * channels * sizeof(real))
-        for p in range(start, stop):
-            source = &values[p, 0]
-            if scaled:
-                factor = scale[p]
-            for r in range(corners):
-                w = weights[p, r] * factor
-                row = &out[offset[p, r], 0]
-                for c in range(channels):
-                    row[c] += w * source[c]
+        if channels == 2:  # a binary mask: the loop over the channels would cost more than it does
+            for p in range(start, stop):
+                factor = scale[p] if scaled else 1
+                v0 = values[p, 0] * factor
+                v1 = values[p, 1] * factor
+                for r in range(corners):
+                    w = weights[p, r]
+                    row = &out[offset[p, r], 0]
+                    row[0] += w * v0
+                    row[1] += w * v1
+        else:
+            for p in range(start, stop):
+                source = &values[p, 0]
+                if scaled:
+                    factor = scale[p]
+                for r in range(corners):
+                    w = weights[p, r] * factor
+                    row = &out[offset[p, r], 0]
+                    for c in range(channels):
+                        row[c] += w * source[c]
 
 
 @cython.boundscheck(False)
@@ -380,23 +391,41 @@ def slice_subtract(const real[:, ::1] vertex_values, const real[:, ::1] weights,
     cdef int corners = offset.shape[1]
     cdef int channels = out.shape[1]
     cdef bint scaled = scale.shape[0] > 0
-    cdef real w, factor = 1
+    cdef real w, factor = 1, v0, v1
     cdef real *row
     cdef const real *source
     with nogil:
-        for p in range(start, stop):
-            row = &out[p, 0]
-            if first:
-                source = &scores[p, 0]
-                for c in range(channels):
-                    row[c] = source[c]
-            if scaled:
-                factor = scale[p]
-            for r in range(corners):
-                w = weights[p, r] * factor
-                source = &vertex_values[offset[p, r], 0]
-                for c in range(channels):
-                    row[c] -= w * source[c]
+        if channels == 2:  # a binary mask: the loop over the channels would cost more than it does
+            for p in range(start, stop):
+                v0 = 0
+                v1 = 0
+                for r in range(corners):
+                    w = weights[p, r]
+                    source = &vertex_values[offset[p, r], 0]
+                    v0 += w * source[0]
+                    v1 += w * source[1]
+                factor = scale[p] if scaled else 1
+                row = &out[p, 0]
+                if first:
+                    row[0] = scores[p, 0] - factor * v0
+                    row[1] = scores[p, 1] - factor * v1
+                else:
+                    row[0] -= factor * v0
+                    row[1] -= factor * v1
+        else:
+            for p in range(start, stop):
+                row = &out[p, 0]
+                if first:
+                    source = &scores[p, 0]
+                    for c in range(channels):
+                        row[c] = source[c]
+                if scaled:
+                    factor = scale[p]
+                for r in range(corners):
+                    w = weights[p, r] * factor
+                    source = &vertex_values[offset[p, r], 0]
+                    for c in range(channels):
+                        row[c] -= w * source[c]
 
 
 @cython.boundscheck(False)

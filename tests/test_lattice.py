@@ -457,3 +457,21 @@ def test_compiled_softmax_either_way_is_torch_softmax(classes, dtype):
     scores = (torch.randn(500, classes, generator=gen) * 30).to(dtype)
     out = lattice_module._compiled_softmax(scores, torch.empty_like(scores))
     torch.testing.assert_close(out, torch.softmax(scores, 1))
+
+
+@pytest.mark.parametrize("classes", [1, 2, 3])
+def test_compiled_kernels_for_few_channels_match_the_tensor_engine(classes):
+    # two channels (a binary mask) take a loop of their own in the splat and slice kernels
+    gen = torch.Generator().manual_seed(17)
+    scores = torch.randn(1, max(classes, 2), 15, 17, generator=gen, dtype=torch.float64)
+    features = torch.rand(1, 5, 15, 17, generator=gen, dtype=torch.float64) * 3
+    values = torch.rand(1, classes, 15, 17, generator=gen, dtype=torch.float64)
+    compiled = PermutohedralLattice(features, engine="compiled")
+    tensor = PermutohedralLattice(features, engine="tensor")
+    for normalization in NORMALIZATIONS:
+        torch.testing.assert_close(compiled.filter(values, normalization),
+                                   tensor.filter(values, normalization))
+        torch.testing.assert_close(mean_field(scores, [(compiled, 4.0)], 2,
+                                              normalization=normalization),
+                                   mean_field(scores, [(tensor, 4.0)], 2,
+                                              normalization=normalization))
