@@ -573,3 +573,16 @@ def softmax_rows(const real[:, ::1] scores, real[:, ::1] out, int64_t start, int
             total = 1.0 / total
             for c in range(channels):
                 target[c] = <real>(target[c] * total)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def scale_columns(const real[:, ::1] x, const real[::1] factors, real[:, ::1] out,
+                  int64_t start, int64_t stop):
+    """``out[i, c] = x[i, c] * factors[c]`` for rows ``start:stop``."""
+    cdef int64_t i
+    cdef int c
+    with nogil:
+        for i in range(start, stop):
+            for c in range(x.shape[1]):
+                out[i, c] = x[i, c] * factors[c]

@@ -345,14 +345,17 @@ def _native_slice(vertex_values: torch.Tensor, weights: torch.Tensor, pattern: L
     return out
 
 
-def _compiled_compatibility(vertex_values: torch.Tensor, bounds: Sequence[int],
-                            transposed: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Each lattice's ``(M_k, C)`` vertex values times its ``(C, C)`` matrix, by the kernels."""
+def _compiled_compatibility(vertex_values: torch.Tensor, matrix: torch.Tensor,
+                            diagonal: torch.Tensor | None) -> torch.Tensor:
+    """``(M, C)`` vertex values times a ``(C, C)`` matrix (``diagonal``: its diagonal, when
+    nothing else is nonzero, as for Potts models), by the kernels."""
     out = torch.empty_like(vertex_values)
-    source, target = _array(vertex_values), out.numpy()
-    for lo, hi, matrix in zip(bounds[:-1], bounds[1:], transposed):
-        _run_ranges(_lattice.matmul_rows, [(lo + a, lo + b) for a, b in _ranges(hi - lo)],
-                    source, _array(matrix.to(vertex_values.dtype)), target)
+    if diagonal is None:
+        _run_ranges(_lattice.matmul_rows, _ranges(vertex_values.shape[0]),
+                    _array(vertex_values), _array(matrix.to(vertex_values.dtype)), out.numpy())
+    else:
+        _run_ranges(_lattice.scale_columns, _ranges(vertex_values.shape[0]),
+                    _array(vertex_values), _array(diagonal.to(vertex_values.dtype)), out.numpy())
     return out
 
 

@@ -384,6 +384,8 @@ def _compiled_mean_field(unary: torch.Tensor, lattices: Sequence[PermutohedralLa
               for lattice in lattices]
     weights = [lattice.weights.to(unary.dtype) for lattice in lattices]
     matrices = [compat_t * lattice.alpha for lattice, compat_t in zip(lattices, transposed)]
+    diagonals = [torch.diagonal(m) if torch.equal(m, torch.diag(torch.diagonal(m))) else None
+                 for m in matrices]
     probs = _compiled_softmax(unary, torch.empty_like(unary))
     refined = torch.empty_like(unary)
     buffers = [unary.new_empty((lattice.num_vertices, unary.shape[1])) for lattice in lattices]
@@ -391,8 +393,7 @@ def _compiled_mean_field(unary: torch.Tensor, lattices: Sequence[PermutohedralLa
         for k, lattice in enumerate(lattices):
             vertex_values = blur(_native_splat(probs, weights[k], lattice.pattern, buffers[k],
                                                scales[k][0]), lattice.pattern)
-            messages = _compiled_compatibility(vertex_values, [0, lattice.num_vertices],
-                                               [matrices[k]])
+            messages = _compiled_compatibility(vertex_values, matrices[k], diagonals[k])
             _compiled_slice_subtract(messages, weights[k], lattice.pattern, scales[k][1], unary,
                                      refined, first=k == 0)
         if step < n_iter - 1:
