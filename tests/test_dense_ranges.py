@@ -14,7 +14,13 @@ import torch
 
 from crfseg.crf import DenseCRF, labels_to_unary
 from crfseg.crf._reference import gaussian_filter_reference
-from crfseg.crf.dense import _PYDENSECRF_EXTENT, _embedding_extent, _embedding_rows
+from crfseg.crf.dense import (
+    _PYDENSECRF_EXTENT,
+    _embedding_extent,
+    _embedding_rows,
+    scores_to_labels,
+    scores_to_unary,
+)
 from crfseg.crf.lattice import _elevate
 
 HEIGHT, WIDTH = 12, 16
@@ -167,3 +173,15 @@ def test_labels_to_unary_checks_num_classes_against_memory():
     with pytest.raises(ValueError, match=f"unknown_label must be <= {2**63 - 1}"):
         labels_to_unary(labels, 3, unknown_label=2**63)
     assert labels_to_unary(labels, 3, unknown_label=2**63 - 1).shape == (3, 100, 100)
+
+
+@pytest.mark.parametrize("shape", [(2, 0, 3), (0, 3, 3), (2, 3, 0)])
+def test_empty_scores_say_so(shape):
+    scores = np.zeros(shape, np.float32)
+    for convert in (scores_to_unary, scores_to_labels):
+        for input_type in ("auto", "logits", "probs", "unary"):
+            with pytest.raises(ValueError, match=r"scores must not be empty, got shape "
+                                                 rf"\({shape[0]}, {shape[1]}, {shape[2]}\)"):
+                convert(scores, input_type)
+        with pytest.raises(ValueError, match="scores must not be empty"):
+            convert(torch.from_numpy(scores))

@@ -58,6 +58,8 @@ def resolve_input_type(scores: Any, input_type: str, axis: int = 0) -> str:
     Negative values with ``input_type="probs"`` are rejected.
     """
     check_choice("input_type", input_type, INPUT_TYPES)
+    if 0 in shape_of(scores):
+        raise ValueError(f"scores must not be empty, got shape {shape_of(scores)}")
     if input_type == "auto":
         if is_tensor(scores):
             sums = scores.sum(dim=axis)
@@ -82,6 +84,7 @@ def scores_to_unary(scores: Any, input_type: str = "auto", axis: int = 0) -> Any
     ----------
     scores : (C, H, W) or (N, C, H, W) float ndarray or Tensor
         Logits, probabilities or unary energies; the class axis is ``axis``.
+        Not empty (``ValueError`` otherwise).
     input_type : {"auto", "logits", "probs", "unary"}
         What ``scores`` holds; ``auto`` recognises probabilities (non-negative,
         summing to 1 over the classes) and otherwise assumes logits.
