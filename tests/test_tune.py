@@ -250,6 +250,21 @@ def test_cli_tune_then_refine_with_params(tmp_path, capsys):
                                       params.refine(score, image, device="cpu").argmax(0))
 
 
+def test_cli_tune_scores_initial_parameter_files_after_the_defaults(tmp_path, capsys):
+    _folders(tmp_path, count=2)
+    DenseCRFParams(n_iter=2, bilateral_sxy=7.5).write(tmp_path / "seed.json")
+    DenseCRFParams(crf="none").write(tmp_path / "none.json")
+    code = main(_tune_args(tmp_path, "--trials", "2", "--initial", str(tmp_path / "seed.json"),
+                           "--initial", str(tmp_path / "none.json"), "--report",
+                           str(tmp_path / "r.json")))
+    assert code == 0, capsys.readouterr().err
+    trials = json.loads((tmp_path / "r.json").read_text())["trials"]
+    assert trials[1]["bilateral_sxy"] == 7.5 and trials[1]["n_iter"] == 2
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(_tune_args(tmp_path, "--initial", str(tmp_path / "bad.json"))) == 2
+    assert "is not a crfseg DenseCRF parameter file" in capsys.readouterr().err
+
+
 def test_cli_refine_with_no_crf_params_keeps_the_argmax(tmp_path, capsys):
     logits, images, _ = _folders(tmp_path, count=1)
     DenseCRFParams(crf="none").write(tmp_path / "none.json")

@@ -59,6 +59,9 @@ def add_parser(subparsers: Any) -> None:
                    help="inference engine (torch: batches, any device)")
     p.add_argument("--device", help="device of the torch backend (default: cuda when available)")
     p.add_argument("--top", type=int, default=15, help="trials shown in the table (15)")
+    p.add_argument("--initial", action="append", default=[], metavar="PARAMS",
+                   help="a parameter file to score right after the defaults (repeatable), "
+                        "e.g. the result of an earlier search")
     p.add_argument("--time-budget", type=float,
                    help="seconds after which no new trial starts (default: run every trial)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -102,7 +105,7 @@ def _load(args: argparse.Namespace) -> tuple[list[Any], list[Any], list[Any]]:
 def run(args: argparse.Namespace) -> int:
     """Tune on the paired folders, print the table, write the parameter file."""
     from crfseg import io
-    from crfseg.crf import tune_dense_crf
+    from crfseg.crf import DenseCRFParams, tune_dense_crf
 
     for name in ("num_classes", "trials", "batch_size", "top"):
         if getattr(args, name) < 1 + (name == "num_classes"):
@@ -110,11 +113,14 @@ def run(args: argparse.Namespace) -> int:
                              f"{1 + (name == 'num_classes')}, got {getattr(args, name)}")
     if args.backend == "pydensecrf":
         args.batch_size = 1
+    initial = [DenseCRFParams.read(path) for path in args.initial]
+    initial = [params for params in initial if params.crf == "dense"]
     start = time.perf_counter()
     scores, images, labels = _load(args)
     result = tune_dense_crf(scores, images, labels, num_classes=args.num_classes,
                             trials=args.trials, seed=args.seed, input_type=args.input_type,
                             ignore_index=args.ignore_index, batch_size=args.batch_size,
+                            initial=initial,
                             backend=args.backend, device=args.device,
                             time_budget=args.time_budget, progress=not args.no_progress)
     print(f"tuned on {len(scores)} images, {len(result.trials)} trials in "
