@@ -382,8 +382,15 @@ def case_lattice(r: dict) -> str:
     return f"{lattice.num_vertices} vertices"
 
 
+def case_sleep(r: dict) -> str:
+    """Take ``seconds``: the suite's own check that hangs are caught."""
+    time.sleep(r["seconds"])
+    return "woke up"
+
+
 CASES = {
     "segfault": case_segfault,
+    "sleep": case_sleep,
     "lattice": case_lattice,
     "confusion_matrix": case_confusion_matrix,
     "scores": case_scores,

@@ -49,6 +49,17 @@ def test_sandbox_reports_crashes_and_restarts(sandbox):
     assert sandbox.run("segmentation_metrics", {"num_classes": 2, "ignore_index": 255})[0] == "ok"
 
 
+def test_sandbox_reports_hangs():
+    box = Sandbox(timeout=1.0)
+    try:
+        assert box.run("sleep", {"seconds": 0.0}) == ("ok", "woke up")
+        verdict, detail = box.run("sleep", {"seconds": 30.0})
+        assert verdict == "hang" and "no answer within 1 s" in detail
+        assert box.run("sleep", {"seconds": 0.0}) == ("ok", "woke up")  # a fresh child
+    finally:
+        box.close()
+
+
 def test_pydensecrf_constant_image_of_huge_values(sandbox):
     """Was SIGSEGV: DenseCRF(n_iter=1).refine(zeros (2, 1, 2), full((1, 2, 3), 1e12))."""
     expect_ok(sandbox, "dense", {
