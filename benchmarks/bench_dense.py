@@ -14,6 +14,12 @@ interpreter with numpy and torch imported included) is that backend's alone;
 the time is the best of ``--repeats`` calls.  Label agreement and mean
 |ΔQ| compare crfseg's marginals with pydensecrf's.  The GPU figures come
 from ``benchmarks/gpu_check.py`` (``make gpu-check``).
+
+On a busy machine run it with ``OMP_WAIT_POLICY=PASSIVE`` too (the workers
+inherit the environment; the header prints the setting): torch's OpenMP
+threads otherwise spin between operations on the cores the lattice kernels'
+threads need.  Measured here, 2 cores at load 5-7: 480x360x21x5 with 2
+threads took 2.3x pydensecrf's time by default and 0.88x with PASSIVE.
 """
 
 from __future__ import annotations
@@ -135,8 +141,9 @@ def main() -> None:
         worker(args)
         return
 
-    print(f"CPU: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; "
-          "cold calls, each backend in its own process\n")
+    print(f"CPU: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; cold calls, each "
+          "backend in its own process\n")
     print("| W×H×C×iter | photo | torch threads | pydensecrf s | crfseg s | time ratio "
           "(target) | pydensecrf peak MiB | crfseg peak MiB | memory ratio | labels agree "
           "| mean abs dQ |")
