@@ -140,8 +140,8 @@ def test_errors_of_every_backend(photo_and_logits, backend):
         crf.refine(logits, image[:, :79])
     with pytest.raises(ValueError, match="negative values"):
         crf.refine(logits, image, input_type="probs")
-    with pytest.raises(ValueError, match=r"\(H, W\), \(H, W, 1\), \(H, W, 3\) or \(H, W, 4\)"):
-        crf.refine(logits, np.zeros((60, 80, 2), np.uint8))
+    with pytest.raises(ValueError, match=r"image must be \(H, W\) or \(H, W, K\)"):
+        crf.refine(logits, np.zeros((1, 60, 80, 2), np.uint8))
     with pytest.raises(TypeError, match="floating-point"):
         crf.refine(logits.astype(np.int64), image)
     with pytest.raises(TypeError, match="scores must be a numpy array"):

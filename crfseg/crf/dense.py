@@ -422,11 +422,13 @@ class DenseCRF:
     bilateral_srgb : float or sequence of float, default 13
         Colour standard deviation of the appearance kernel, one for every
         channel or one per channel, in the units of the image.  With one
-        number a 2-D image is a photo in 0–255 units: gray ``(H, W)`` is
-        repeated to RGB and the alpha of ``(H, W, 4)`` is dropped, as
-        pydensecrf's ``addPairwiseBilateral`` wants; other channel counts
-        need one value per channel.  Volume intensities ``(D, H, W[, K])``
-        take either form.
+        number a gray 2-D image ``(H, W)`` or ``(H, W, 1)`` is repeated to
+        RGB and the alpha of ``(H, W, 4)`` is dropped, as pydensecrf's
+        ``addPairwiseBilateral`` does for photos; any other channel count
+        ``K`` (2, 5, …: RGB + depth, multispectral) uses all ``K`` channels
+        with that one width; give four values to use a fourth channel.
+        Volume intensities ``(D, H, W[, K])`` take either form and use every
+        channel.
     bilateral_compat : float, (C,) or (C, C) array, default 10
         Compatibility of the appearance kernel (same forms as ``gaussian_compat``).
     backend : {"pydensecrf", "torch", "auto"}, default "pydensecrf"
@@ -724,8 +726,7 @@ class DenseCRF:
             if image.ndim == len(spatial):
                 image = image[..., None]
             elif image.ndim != len(spatial) + 1:
-                forms = (f"({names}) or ({names}, K)" if volume or per_channel
-                         else "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
+                forms = f"({names}) or ({names}, K)"
                 raise ValueError(f"image must be {forms}, got an array of shape "
                                  f"{shape_of(image)}")
             if tuple(image.shape[:-1]) != spatial:
@@ -769,14 +770,8 @@ class DenseCRF:
                     f"{len(self.bilateral_srgb)} values; give one value per channel (or one "
                     f"number for every channel)")
             return image
-        if volume:
+        if volume or k not in (1, 4):
             return image
-        if k not in (1, 3, 4):
-            raise ValueError(
-                f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) with one number as "
-                f"bilateral_srgb, got shape {shape_of(image)}; give bilateral_srgb one value per "
-                f"channel ({k} values) for other channel counts, or transpose channels-first "
-                f"images to (H, W, C)")
         if k == 1:
             return image.repeat_interleave(3, axis) if is_tensor(image) else np.repeat(
                 image, 3, axis)
