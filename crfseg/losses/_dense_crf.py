@@ -135,35 +135,47 @@ def lattice_diagonal(lattice: PermutohedralLattice) -> Tensor:
                                                 ).view(current.shape)
         return current
 
-    # perm[t, p]: the axis whose backward step leads from corner t to corner t + 1
-    following = offset.roll(-1, 0)
-    perm = torch.zeros_like(offset)
-    for axis in range(corners):
-        step = table[axis, 1].index_select(0, offset.reshape(-1).long()).view(offset.shape)
-        perm.masked_fill_(step == following, axis)
     axis_ids = torch.arange(corners, device=device, dtype=itype)[:, None]
-    diagonal = torch.zeros(num, dtype=weights.dtype, device=device)
     # the backward walk from corner a to corner b takes (b - a) mod R steps, the forward
     # walk the other R - (b - a) mod R, each halving the weight
     lengths = torch.arange(corners, device=device)
     halves = torch.tensor(0.5, dtype=weights.dtype, device=device)
-    for a in range(corners):
-        back_length = (lengths - a) % corners
-        # back[j, b, p]: axis j lies on the backward walk from corner a to corner b; for
-        # b = a it is empty (the walk that stays) and its complement steps along every axis
-        back = torch.zeros((corners, corners, num), dtype=torch.bool, device=device)
-        for t in range(1, corners):
-            b = (a + t) % corners
-            back[:, b] = back[:, b - 1] | (perm[b - 1] == axis_ids)
-        for tables, steps, length in ((backward, back, back_length),
-                                      (forward, ~back, corners - back_length)):
-            reached = walk(offset[a], steps, tables) == offset
-            walk_weight = reached.to(weights.dtype) * halves.pow(length)[:, None]
-            diagonal += weights[a] * (walk_weight * weights).sum(0)
-        # the third walk from corner a to itself: backward along every axis
-        around = torch.ones((corners, num), dtype=torch.bool, device=device)
-        reached = walk(offset[a], around, backward) == offset[a]
-        diagonal += weights[a] ** 2 * reached.to(weights.dtype) * halves.pow(corners)
+
+    def chunk_diagonal(offset: Tensor, weights: Tensor) -> Tensor:
+        """The diagonal of the points whose ``(R, n)`` corners and weights are given."""
+        num = offset.shape[1]
+        # perm[t, p]: the axis whose backward step leads from corner t to corner t + 1
+        following = offset.roll(-1, 0)
+        perm = torch.zeros_like(offset)
+        for axis in range(corners):
+            step = table[axis, 1].index_select(0, offset.reshape(-1).long()).view(offset.shape)
+            perm.masked_fill_(step == following, axis)
+        diagonal = torch.zeros(num, dtype=weights.dtype, device=device)
+        for a in range(corners):
+            back_length = (lengths - a) % corners
+            # back[j, b, p]: axis j lies on the backward walk from corner a to corner b;
+            # for b = a it is empty (the walk that stays), its complement steps along
+            # every axis
+            back = torch.zeros((corners, corners, num), dtype=torch.bool, device=device)
+            for t in range(1, corners):
+                b = (a + t) % corners
+                back[:, b] = back[:, b - 1] | (perm[b - 1] == axis_ids)
+            for tables, steps, length in ((backward, back, back_length),
+                                          (forward, ~back, corners - back_length)):
+                reached = walk(offset[a], steps, tables) == offset
+                walk_weight = reached.to(weights.dtype) * halves.pow(length)[:, None]
+                diagonal += weights[a] * (walk_weight * weights).sum(0)
+            # the third walk from corner a to itself: backward along every axis
+            around = torch.ones((corners, num), dtype=torch.bool, device=device)
+            reached = walk(offset[a], around, backward) == offset[a]
+            diagonal += weights[a] ** 2 * reached.to(weights.dtype) * halves.pow(corners)
+        return diagonal
+
+    # a few thousand points at a time keep the (R, R, n) temporaries in cache
+    chunk = 16384
+    diagonal = torch.cat([chunk_diagonal(offset[:, i:i + chunk].contiguous(),
+                                         weights[:, i:i + chunk].contiguous())
+                          for i in range(0, num, chunk)])
     return diagonal * lattice.alpha
 
 
