@@ -586,3 +586,43 @@ def scale_columns(const real[:, ::1] x, const real[::1] factors, real[:, ::1] ou
         for i in range(start, stop):
             for c in range(x.shape[1]):
                 out[i, c] = x[i, c] * factors[c]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def splat_softmax(const real[:, ::1] scores, const real[:, ::1] weights,
+                  const int32_t[:, ::1] offset, const real[::1] scale, real[:, ::1] out,
+                  int64_t start, int64_t stop):
+    """:func:`splat` of ``softmax(scores[p])``, each row's softmax taken on the fly.
+
+    Spares the ``(P, C)`` marginals when there are few classes (``C <= 64``).
+    """
+    cdef int64_t p
+    cdef int r, c
+    cdef int corners = offset.shape[1]
+    cdef int channels = scores.shape[1]
+    cdef bint scaled = scale.shape[0] > 0
+    cdef real probs[64]
+    cdef real w, top
+    cdef double total
+    cdef real *row
+    cdef const real *source
+    with nogil:
+        memset(&out[0, 0], 0, out.shape[0] * channels * sizeof(real))
+        for p in range(start, stop):
+            source = &scores[p, 0]
+            top = source[0]
+            for c in range(1, channels):
+                top = source[c] if source[c] > top else top
+            total = 0.0
+            for c in range(channels):
+                probs[c] = <real>exp(source[c] - top)
+                total += probs[c]
+            total = (scale[p] if scaled else 1.0) / total
+            for c in range(channels):
+                probs[c] = <real>(probs[c] * total)
+            for r in range(corners):
+                w = weights[p, r]
+                row = &out[offset[p, r], 0]
+                for c in range(channels):
+                    row[c] += w * probs[c]

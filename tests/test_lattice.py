@@ -415,13 +415,14 @@ def test_on_device_softmax_path_on_the_cpu(monkeypatch):
     torch.testing.assert_close(compiled, host, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("classes", [4, 16])  # softmax inside the splat, or a buffer of it
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
-def test_compiled_mean_field_matches_the_stacked_tensor_engine(normalization):
+def test_compiled_mean_field_matches_the_stacked_tensor_engine(normalization, classes):
     gen = torch.Generator().manual_seed(15)
-    scores = torch.randn(2, 4, 10, 12, generator=gen, dtype=torch.float64) * 2
+    scores = torch.randn(2, classes, 10, 12, generator=gen, dtype=torch.float64) * 2
     positions = torch.rand(2, 2, 10, 12, generator=gen, dtype=torch.float64) * 4
     colours = torch.rand(2, 5, 10, 12, generator=gen, dtype=torch.float64) * 3
-    compat = torch.rand(4, 4, generator=gen, dtype=torch.float64)
+    compat = torch.rand(classes, classes, generator=gen, dtype=torch.float64)
     tensor = [(PermutohedralLattice(positions, engine="tensor"), 3.0),
               (PermutohedralLattice(colours, engine="tensor"), compat)]
     expected = mean_field(scores, tensor, 3, normalization=normalization)

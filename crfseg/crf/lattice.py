@@ -314,7 +314,8 @@ def _array(tensor: torch.Tensor):
 
 
 def _native_splat(values: torch.Tensor, weights: torch.Tensor, pattern: LatticePattern,
-                  out: torch.Tensor | None, scale: torch.Tensor | None = None) -> torch.Tensor:
+                  out: torch.Tensor | None, scale: torch.Tensor | None = None,
+                  softmax: bool = False) -> torch.Tensor:
     shape = (pattern.num_vertices, values.shape[1])
     if out is None:
         out = values.new_empty(shape)
@@ -323,11 +324,12 @@ def _native_splat(values: torch.Tensor, weights: torch.Tensor, pattern: LatticeP
     buffers = [out] + [values.new_empty(shape) for _ in ranges[1:]]
     args = (_array(values), _array(weights), _array(pattern.offset),
             _array(values.new_empty(0) if scale is None else scale))
+    kernel = _lattice.splat_softmax if softmax else _lattice.splat
     if len(ranges) == 1:
-        _lattice.splat(*args, out.numpy(), *ranges[0])
+        kernel(*args, out.numpy(), *ranges[0])
         return out
     pool = _pool(len(ranges))
-    for future in [pool.submit(_lattice.splat, *args, buf.numpy(), a, b)
+    for future in [pool.submit(kernel, *args, buf.numpy(), a, b)
                    for buf, (a, b) in zip(buffers, ranges)]:
         future.result()
     for buf in buffers[1:]:

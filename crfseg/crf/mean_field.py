@@ -37,6 +37,7 @@ from crfseg._validation import (
     shape_of,
 )
 from crfseg.crf.lattice import (
+    _KERNEL_SOFTMAX_MAX_CLASSES,
     NORMALIZATIONS,
     LatticePattern,
     PermutohedralLattice,
@@ -375,10 +376,10 @@ def _compiled_mean_field(unary: torch.Tensor, lattices: Sequence[PermutohedralLa
     and barycentric weights, its normalisation is one factor per point (see
     :func:`~crfseg.crf.lattice._compiled_point_scales`) and its scale
     ``alpha`` is folded into the compatibility.  The slice and the
-    subtraction from the unary run as one pass per lattice; torch's
-    vectorised softmax turns the scores into the next marginals in a buffer
-    reused every iteration (a plain loop for a few classes, see
-    :func:`~crfseg.crf.lattice._compiled_softmax`).
+    subtraction from the unary run as one pass per lattice.  With a few
+    classes the splat takes each point's softmax on the fly (no ``(P, C)``
+    marginals); with more, torch's vectorised softmax fills a buffer reused
+    every iteration (see :func:`~crfseg.crf.lattice._compiled_softmax`).
     """
     scales = [_compiled_point_scales(lattice, unary.dtype, normalization)
               for lattice in lattices]
@@ -386,17 +387,22 @@ def _compiled_mean_field(unary: torch.Tensor, lattices: Sequence[PermutohedralLa
     matrices = [compat_t * lattice.alpha for lattice, compat_t in zip(lattices, transposed)]
     diagonals = [torch.diagonal(m) if torch.equal(m, torch.diag(torch.diagonal(m))) else None
                  for m in matrices]
-    probs = _compiled_softmax(unary, torch.empty_like(unary))
+    # few classes: each splat takes the softmax of the scores on the fly, no (P, C) marginals
+    on_the_fly = unary.shape[1] <= _KERNEL_SOFTMAX_MAX_CLASSES
+    probs = None if on_the_fly else _compiled_softmax(unary, torch.empty_like(unary))
     refined = torch.empty_like(unary)
     buffers = [unary.new_empty((lattice.num_vertices, unary.shape[1])) for lattice in lattices]
     for step in range(n_iter):
+        source = probs if probs is not None else unary if step == 0 else refined
+        # every lattice's messages first: the slices then overwrite the scores they came from
+        messages = [_compiled_compatibility(
+            blur(_native_splat(source, weights[k], lattice.pattern, buffers[k], scales[k][0],
+                               softmax=on_the_fly), lattice.pattern),
+            matrices[k], diagonals[k]) for k, lattice in enumerate(lattices)]
         for k, lattice in enumerate(lattices):
-            vertex_values = blur(_native_splat(probs, weights[k], lattice.pattern, buffers[k],
-                                               scales[k][0]), lattice.pattern)
-            messages = _compiled_compatibility(vertex_values, matrices[k], diagonals[k])
-            _compiled_slice_subtract(messages, weights[k], lattice.pattern, scales[k][1], unary,
-                                     refined, first=k == 0)
-        if step < n_iter - 1:
+            _compiled_slice_subtract(messages[k], weights[k], lattice.pattern, scales[k][1],
+                                     unary, refined, first=k == 0)
+        if probs is not None and step < n_iter - 1:
             _compiled_softmax(refined, probs)
     return refined
 
