@@ -17,14 +17,18 @@ PUBLIC = {
     "crfseg.io": [
         "read_image", "read_labels", "read_scores", "write_bytes", "write_image", "write_json",
         "write_labels", "write_overlay", "write_panel", "write_scores", "colorize",
-        "write_boundaries", "labels_fit_png", "check_label_path"],
+        "write_boundaries", "labels_fit_png", "check_label_path", "read_label_map",
+        "write_label_map", "read_volume", "read_volume_scores", "read_label_volume",
+        "write_volume", "read_crf_params", "write_crf_params"],
     "crfseg.palettes": ["get_palette", "get_class_names", "voc_colormap", "check_palette"],
     "crfseg.crf.dense": ["DenseCRF", "scores_to_unary", "scores_to_labels"],
     "crfseg.crf.pairwise": ["pairwise_by_name", "potts", "truncated_linear",
                             "truncated_quadratic"],
     "crfseg.crf": [
         "DenseCRF", "GridCRF", "GridCRFResult", "PermutohedralLattice", "contrast_weights",
-        "maxflow", "potts", "scores_to_unary", "truncated_linear", "truncated_quadratic"],
+        "maxflow", "potts", "scores_to_unary", "truncated_linear", "truncated_quadratic",
+        "labels_to_unary", "mean_field", "grid_features", "volume_contrast_weights",
+        "DenseCRFParams", "TuneResult", "tune_dense_crf"],
     "crfseg.classical": ["gray_level_segment", "split_and_merge", "estimate_noise_sigma"],
     "crfseg.losses": [
         "BoundaryLoss", "CEDiceLoss", "ComboLoss", "CrossEntropyLoss", "DiceLoss",
@@ -33,7 +37,7 @@ PUBLIC = {
         "TverskyLoss", "boundary_loss", "ce_dice_loss", "class_weights_from_labels",
         "combo_loss", "cross_entropy", "dice_loss", "distance_penalized_ce", "exp_log_loss",
         "focal_loss", "focal_tversky_loss", "generalized_dice_loss", "hausdorff_dt_loss",
-        "jaccard_loss", "lovasz_softmax", "tversky_loss"],
+        "jaccard_loss", "lovasz_softmax", "tversky_loss", "dense_crf_loss", "DenseCRFLoss"],
     "crfseg.models": [
         "CRFasRNN", "with_crf", "get_model", "list_models", "list_backbones",
         "save_checkpoint", "load_checkpoint", "predict_logits", "FCN", "UNet", "SegNet", "ENet",
@@ -59,7 +63,7 @@ def test_public_names_exist_and_are_exported(module):
 
 def test_compiled_kernels_build_and_are_not_re_exported():
     kernels = [importlib.import_module(f"crfseg.{name}")
-               for name in ("_metrics", "_grid", "_split_merge")]
+               for name in ("_metrics", "_grid", "_split_merge", "_lattice")]
     for module in PUBLIC:
         mod = importlib.import_module(module)
         exported = [getattr(mod, name) for name in getattr(mod, "__all__", [])]
