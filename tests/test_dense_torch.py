@@ -8,7 +8,6 @@ from skimage import data
 from skimage.transform import resize
 
 from crfseg.crf import DenseCRF
-from crfseg.crf.lattice import compiled_engine_available
 
 PHOTOS = ("astronaut", "chelsea", "coffee")
 
@@ -131,8 +130,10 @@ def test_deterministic_mode_matches_and_repeats(photo_and_logits):
 def test_auto_backend_and_devices(device, photo_and_logits):
     image, logits = photo_and_logits
     auto = DenseCRF(backend="auto")
-    assert auto.backend == ("torch" if torch.cuda.is_available() or compiled_engine_available()
-                            else "pydensecrf")
+    assert auto.backend == ("torch" if torch.cuda.is_available() else "pydensecrf")
+    assert DenseCRF(backend="auto", device="cpu").backend == auto.backend
+    with pytest.raises(ValueError, match="device must be a torch device"):
+        DenseCRF(backend="auto", device="tpu:x")
     crf = DenseCRF(backend="torch", device=device)
     assert crf.device == device and f"device='{device}'" in repr(crf)
     batch = crf.refine(torch.from_numpy(logits)[None], torch.from_numpy(image)[None])

@@ -133,9 +133,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--shard", help="process only shard K of N (K/N, 0 <= K < N) in folder mode")
     add_crf_arguments(p)
     add_params_argument(p)
-    p.add_argument("--backend", default="pydensecrf", choices=("pydensecrf", "torch", "auto"),
+    p.add_argument("--backend", default="auto", choices=("pydensecrf", "torch", "auto"),
                    help="inference engine: pydensecrf (CPU), torch (PyTorch lattice, any "
-                        "device), auto (torch when CUDA is available) (pydensecrf)")
+                        "device), auto (torch when CUDA is available or --device names it, "
+                        "else pydensecrf) (auto)")
     p.add_argument("--device", help="device of the torch backend, e.g. cpu, cuda, cuda:1 "
                                     "(default: cuda when available, else cpu)")
     p.set_defaults(func=run)

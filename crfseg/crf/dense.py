@@ -435,9 +435,11 @@ class DenseCRF:
         The inference engine.  ``torch`` runs the same mean field (same
         kernels, normalisation and compatibilities) on a permutohedral
         lattice in PyTorch, on any device and on batches; ``auto`` picks
-        ``torch`` when CUDA is available or the compiled CPU lattice
-        (``crfseg._lattice``) is built, where it is the faster engine, and
-        ``pydensecrf`` otherwise.
+        ``torch`` when CUDA is available (or ``device`` names an
+        accelerator) and ``pydensecrf`` otherwise: on
+        the CPU the torch backend's compiled lattice is at best on a par
+        with pydensecrf (``benchmarks/bench_dense.py``), and slower when
+        torch's OpenMP threads compete with other work for the cores.
     device : str or torch.device, optional
         Where the torch backend computes.  By default: the device of Tensor
         scores, else CUDA when available, else the CPU.  The pydensecrf
@@ -538,10 +540,9 @@ class DenseCRF:
         self.bilateral_compat = check_compat("bilateral_compat", bilateral_compat)
         check_choice("backend", backend, BACKENDS)
         if backend == "auto":
-            from crfseg.crf.lattice import compiled_engine_available
-
-            backend = ("torch" if torch.cuda.is_available() or compiled_engine_available()
-                       else "pydensecrf")
+            requested = _check_device(device, "torch")
+            accelerator = requested is not None and requested.type != "cpu"
+            backend = "torch" if torch.cuda.is_available() or accelerator else "pydensecrf"
         self.backend = backend
         self.device = _check_device(device, backend)
         self.deterministic = check_bool("deterministic", deterministic)
