@@ -35,7 +35,7 @@ test: $(STAMP)
 
 CHECKED_TESTS := tests/test_fuzz.py tests/test_fuzz_properties.py tests/test_grid.py \
 	tests/test_pairwise.py tests/test_metrics.py tests/test_split_merge.py tests/test_dense.py \
-	tests/test_dense_ranges.py tests/test_validation.py
+	tests/test_dense_ranges.py tests/test_validation.py tests/test_lattice.py
 
 test-checked: $(STAMP)
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
@@ -49,7 +49,8 @@ test-checked: $(STAMP)
 		--inplace >build.log 2>&1 || { tail -40 build.log; exit 1; }; \
 	export LD_PRELOAD=$$asan ASAN_OPTIONS=detect_leaks=0:abort_on_error=1; \
 	PYTHONPATH="$$tmp" $(CURDIR)/$(PY) -c "import sys, crfseg, crfseg._grid, crfseg._metrics, \
-		crfseg._split_merge; mods = [crfseg, crfseg._grid, crfseg._metrics, crfseg._split_merge]; \
+		crfseg._split_merge, crfseg._lattice; \
+		mods = [crfseg, crfseg._grid, crfseg._metrics, crfseg._split_merge, crfseg._lattice]; \
 		bad = [m.__file__ for m in mods if not m.__file__.startswith(sys.argv[1])]; \
 		sys.exit('the checked copy is not what is imported: ' + ', '.join(bad) if bad else 0)" "$$tmp"; \
 	echo "checked kernels built in $$tmp$${asan:+, with AddressSanitizer}"; \
