@@ -173,3 +173,20 @@ def test_silencing_opencv_restores_its_log_level_after_threads_overlap(tmp_path)
     finally:
         logging.setLogLevel(before)
     assert len(failures) == 80
+
+
+def _torch_threads(_: object) -> int:
+    return torch.get_num_threads()
+
+
+def test_batch_workers_share_the_cores(monkeypatch):
+    import multiprocessing
+
+    from crfseg.cli._batch import run_batch
+
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("the cpu count is patched in the parent and read by forked workers")
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    report = run_batch(_torch_threads, [0, 1, 2], ["a", "b", "c"], workers=2, progress=False)
+    assert not report.failures
+    assert report.results == [4] * 3 and torch.get_num_threads() == 1

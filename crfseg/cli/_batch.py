@@ -9,6 +9,7 @@ in a :class:`BatchReport` and the batch goes on.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -129,6 +130,17 @@ def _guarded(job: tuple[Callable[..., Any], Any]) -> tuple[bool, Any, bool]:
         return False, f"{type(exc).__name__}: {exc}", False
 
 
+def share_cores(workers: int) -> None:
+    """Give this worker process its share of the cores for torch's threads.
+
+    Without it every worker would start one thread per core, and ``workers``
+    processes would run ``workers`` times as many threads as there are cores.
+    """
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def run_batch(function: Callable[[Any], Any], items: Sequence[Any], names: Sequence[str],
               workers: int = 1, desc: str = "files", progress: bool | None = None) -> BatchReport:
     """Call ``function(item)`` on every item with a progress bar, in ``workers`` processes.
@@ -148,7 +160,8 @@ def run_batch(function: Callable[[Any], Any], items: Sequence[Any], names: Seque
         outcomes: Iterable[tuple[bool, Any, bool]] = map(_guarded, jobs)
         executor = None
     else:
-        executor = ProcessPoolExecutor(max_workers=workers)
+        executor = ProcessPoolExecutor(max_workers=workers, initializer=share_cores,
+                                       initargs=(workers,))
         outcomes = executor.map(_guarded, jobs)
     try:
         for name, (ok, value, user) in zip(names, outcomes):

@@ -435,11 +435,14 @@ class DenseCRF:
         The inference engine.  ``torch`` runs the same mean field (same
         kernels, normalisation and compatibilities) on a permutohedral
         lattice in PyTorch, on any device and on batches; ``auto`` picks
-        ``torch`` when CUDA is available (or ``device`` names an
-        accelerator) and ``pydensecrf`` otherwise: on
-        the CPU the torch backend's compiled lattice is at best on a par
-        with pydensecrf (``benchmarks/bench_dense.py``), and slower when
-        torch's OpenMP threads compete with other work for the cores.
+        ``torch`` on CUDA (or the accelerator ``device`` names), and on
+        the CPU when the compiled lattice (``crfseg._lattice``) is built and
+        torch may use two threads or more, where it is the faster engine
+        (``benchmarks/bench_dense.py``: 0.5–0.8× pydensecrf's time with two
+        threads on an idle machine; on one thread they are on a par);
+        ``pydensecrf`` otherwise.  On a machine busy with other work,
+        torch's spinning OpenMP threads can make it slower: set
+        ``OMP_WAIT_POLICY=PASSIVE`` or choose ``pydensecrf``.
     device : str or torch.device, optional
         Where the torch backend computes.  By default: the device of Tensor
         scores, else CUDA when available, else the CPU.  The pydensecrf
@@ -540,9 +543,7 @@ class DenseCRF:
         self.bilateral_compat = check_compat("bilateral_compat", bilateral_compat)
         check_choice("backend", backend, BACKENDS)
         if backend == "auto":
-            requested = _check_device(device, "torch")
-            accelerator = requested is not None and requested.type != "cpu"
-            backend = "torch" if torch.cuda.is_available() or accelerator else "pydensecrf"
+            backend = _auto_backend(_check_device(device, "torch"))
         self.backend = backend
         self.device = _check_device(device, backend)
         self.deterministic = check_bool("deterministic", deterministic)
@@ -969,6 +970,16 @@ def _pydensecrf_features(features: torch.Tensor, names: str) -> np.ndarray:
             "the image, or use backend='torch'")
     centre = low / 2 + high / 2
     return np.ascontiguousarray(flat - centre[:, None], dtype=np.float32)
+
+
+def _auto_backend(device: torch.device | None) -> str:
+    """The faster engine here: torch on an accelerator, or on a CPU it can use in parallel."""
+    from crfseg.crf.lattice import compiled_engine_available
+
+    if device is not None and device.type != "cpu" or device is None and torch.cuda.is_available():
+        return "torch"
+    return ("torch" if compiled_engine_available() and torch.get_num_threads() >= 2
+            else "pydensecrf")
 
 
 def _check_device(device: Any, backend: str) -> torch.device | None:
