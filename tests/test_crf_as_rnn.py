@@ -112,6 +112,10 @@ def test_bitwise_repeatable_on_cpu():
 def test_iteration_counts():
     logits, image = _inputs()
     assert torch.equal(CRFasRNN(3, n_iter=0)(logits, image), logits)
+    with pytest.raises(ValueError, match="n_iter must be <= 2147483647"):
+        CRFasRNN(3, n_iter=2**31)
+    with pytest.raises(ValueError, match="eval_n_iter must be <= 2147483647"):
+        CRFasRNN(3, eval_n_iter=2**31)
     crf = CRFasRNN(3, n_iter=1, eval_n_iter=4)
     train_out = crf.train()(logits, image)
     eval_out = crf.eval()(logits, image)

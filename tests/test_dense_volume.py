@@ -132,6 +132,8 @@ def test_mean_field_errors():
         mean_field(scores, [(features, "potts")])
     with pytest.raises(ValueError, match="n_iter must be >= 0"):
         mean_field(scores, [(features, 1.0)], n_iter=-1)
+    with pytest.raises(ValueError, match="n_iter must be <= 2147483647"):
+        mean_field(scores, [(features, 1.0)], n_iter=2**31)
     with pytest.raises(ValueError, match="normalization must be one of"):
         mean_field(scores, [(features, 1.0)], normalization="l1")
     with pytest.raises(ValueError, match="scores contains 1 non-finite"):

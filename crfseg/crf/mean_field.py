@@ -264,7 +264,7 @@ def _check_mean_field_inputs(scores: Any, kernels: Any, n_iter: Any, normalizati
     num, classes, *spatial = shape_of(scores)
     if classes < 2:
         raise ValueError(f"scores must have at least 2 classes (C >= 2), got C={classes}")
-    check_int("n_iter", n_iter, low=0)
+    check_int("n_iter", n_iter, low=0, high=2**31 - 1)
     check_choice("normalization", normalization, NORMALIZATIONS)
     if isinstance(kernels, (str, bytes)) or not isinstance(kernels, Sequence):
         raise TypeError(f"kernels must be a list of (features, compat) pairs, "

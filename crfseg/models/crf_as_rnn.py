@@ -133,9 +133,9 @@ class CRFasRNN(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, low=2)
-        self.n_iter = check_int("n_iter", n_iter, low=0)
+        self.n_iter = check_int("n_iter", n_iter, low=0, high=2**31 - 1)
         self.eval_n_iter = (None if eval_n_iter is None
-                            else check_int("eval_n_iter", eval_n_iter, low=0))
+                            else check_int("eval_n_iter", eval_n_iter, low=0, high=2**31 - 1))
         thetas = [check_number(name, value, low=0, low_inclusive=False)
                   for name, value in (("theta_alpha", theta_alpha), ("theta_beta", theta_beta),
                                       ("theta_gamma", theta_gamma))]
