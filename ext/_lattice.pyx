@@ -626,3 +626,77 @@ def splat_softmax(const real[:, ::1] scores, const real[:, ::1] weights,
                 row = &out[offset[p, r], 0]
                 for c in range(channels):
                     row[c] += w * probs[c]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def diagonal(const int32_t[:, ::1] offset, const real[:, ::1] weights,
+             const int32_t[:, :, ::1] neighbours, double[::1] out, int64_t start, int64_t stop):
+    """``out[p]`` = the un-normalised filter's weight of point ``p`` with itself, ``p`` in ``start:stop``.
+
+    ``offset`` and ``weights`` are the ``(P, R)`` corners and barycentric
+    weights, ``neighbours`` the ``(R, 2, M)`` forward / backward neighbour of
+    every vertex along every axis (``M`` where absent).  The blur's entry
+    between corners ``a`` and ``b`` of a simplex sums the walks that take at
+    most one step per axis, in axis order, each step halving the weight:
+    backward along the axes that lead from ``a`` to ``b``, forward along all
+    the others, and from a corner to itself also backward along every axis.
+    The lattice's scale ``alpha`` is left to the caller.
+    """
+    cdef int64_t p, vertex_count = neighbours.shape[2]
+    cdef int corners = offset.shape[1]
+    cdef int a, t, b, j, axis
+    cdef int32_t current, target
+    cdef int perm[64]
+    cdef bint mask[64]
+    cdef double total, half_t, half_r
+    with nogil:
+        half_r = 1.0
+        for j in range(corners):
+            half_r *= 0.5
+        for p in range(start, stop):
+            for t in range(corners):
+                perm[t] = -1
+                target = offset[p, (t + 1) % corners]
+                for axis in range(corners):
+                    if neighbours[axis, 1, offset[p, t]] == target:
+                        perm[t] = axis
+                        break
+            total = 0.0
+            for a in range(corners):
+                for j in range(corners):
+                    mask[j] = False
+                half_t = 1.0
+                for t in range(corners):
+                    b = (a + t) % corners
+                    if t > 0:
+                        if perm[(b - 1 + corners) % corners] >= 0:
+                            mask[perm[(b - 1 + corners) % corners]] = True
+                        half_t *= 0.5
+                    # backward along the masked axes
+                    current = offset[p, a]
+                    for j in range(corners):
+                        if mask[j]:
+                            current = neighbours[j, 1, current]
+                            if current == vertex_count:
+                                break
+                    if current == offset[p, b]:
+                        total += weights[p, a] * weights[p, b] * half_t
+                    # forward along the others
+                    current = offset[p, a]
+                    for j in range(corners):
+                        if not mask[j]:
+                            current = neighbours[j, 0, current]
+                            if current == vertex_count:
+                                break
+                    if current == offset[p, b]:
+                        total += weights[p, a] * weights[p, b] * (half_r / half_t)
+                # backward along every axis, back to the same corner
+                current = offset[p, a]
+                for j in range(corners):
+                    current = neighbours[j, 1, current]
+                    if current == vertex_count:
+                        break
+                if current == offset[p, a]:
+                    total += weights[p, a] * weights[p, a] * half_r
+            out[p] = total

@@ -236,3 +236,23 @@ def test_inputs_on_different_devices():
         dense_crf_loss(GOOD["logits"].cuda(), GOOD["image"])
     with pytest.raises(ValueError, match="roi must be on the device of logits"):
         dense_crf_loss(GOOD["logits"], GOOD["image"], roi=torch.ones(1, 4, 5, device="cuda"))
+
+
+@pytest.mark.parametrize("d", [2, 3, 5])
+def test_lattice_diagonal_compiled_and_tensor_walks_match_the_filtered_identity(d):
+    from crfseg.crf.lattice import PermutohedralLattice, compiled_engine_available
+    from crfseg.losses._dense_crf import lattice_diagonal
+
+    if not compiled_engine_available():
+        pytest.skip("crfseg._lattice is not built")
+    features = torch.randn(1, d, 6, 7, generator=torch.Generator().manual_seed(d),
+                           dtype=torch.float64) * 1.5
+    points = 6 * 7
+    for engine in ("compiled", "tensor"):
+        lattice = PermutohedralLattice(features, engine=engine)
+        identity = torch.eye(points, dtype=torch.float64).reshape(points, 1, 6, 7)
+        columns = [lattice.filter(identity[i:i + 1].expand(1, 1, 6, 7).contiguous())
+                   .reshape(-1)[i] for i in range(points)]
+        exact = torch.stack(columns)
+        torch.testing.assert_close(lattice_diagonal(lattice).double(), exact, rtol=1e-9,
+                                   atol=1e-12)

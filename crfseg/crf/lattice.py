@@ -54,6 +54,7 @@ __all__ = [
     "available_memory",
     "blur",
     "compiled_engine_available",
+    "compiled_filter_diagonal",
     "estimate_mean_field_memory",
     "images_per_group",
     "kernel_row_sums",
@@ -554,6 +555,33 @@ def compiled_engine_available() -> bool:
     True
     """
     return _lattice is not None
+
+
+def compiled_filter_diagonal(pattern: LatticePattern, weights: torch.Tensor) -> torch.Tensor:
+    """``(P,)`` float64: each point's weight with itself in the un-normalised blur, compiled.
+
+    The diagonal of ``Sᵀ B S`` (splat, blur, slice; the lattice's ``alpha``
+    not applied) of a one-lattice pattern that the compiled CPU engine built
+    (``pattern.native``), with ``weights`` its ``(P, R)`` barycentric weights.
+
+    Raises
+    ------
+    ValueError
+        A pattern the compiled engine did not build, or of several lattices.
+
+    Examples
+    --------
+    >>> lattice = PermutohedralLattice(torch.zeros(1, 2, 3, 4))
+    >>> compiled_filter_diagonal(lattice.pattern, lattice.weights).shape
+    torch.Size([12])
+    """
+    if not pattern.native or len(pattern.groups) != 1 or pattern.offset.shape[1] > 64:
+        raise ValueError("compiled_filter_diagonal needs a one-lattice pattern built by the "
+                         "compiled CPU engine with at most 63 feature dimensions")
+    out = torch.zeros(pattern.offset.shape[0], dtype=torch.float64)
+    _run_ranges(_lattice.diagonal, _ranges(pattern.num_points), _array(pattern.offset),
+                _array(weights), _array(pattern.groups[0].neighbours), out.numpy())
+    return out
 
 
 def _compiled_normalization(pattern: LatticePattern, weights: torch.Tensor,

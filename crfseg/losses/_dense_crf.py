@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from crfseg._validation import check_finite, check_floating_dtype, is_tensor, shape_of
-from crfseg.crf.lattice import PermutohedralLattice
+from crfseg.crf.lattice import PermutohedralLattice, compiled_filter_diagonal
 from crfseg.crf.mean_field import grid_features
 from crfseg.losses._common import check_tensor
 
@@ -111,6 +111,11 @@ def lattice_diagonal(lattice: PermutohedralLattice) -> Tensor:
     neighbour table costs ``O(P d**3)`` index operations and no filtering.
     """
     pattern = lattice.pattern
+    weights = lattice.weights.detach()
+    if pattern.native and weights.device.type == "cpu" and weights.dtype in (torch.float32,
+                                                                          torch.float64):
+        # the same walks, compiled: about 30x faster on the CPU
+        return (compiled_filter_diagonal(pattern, weights) * lattice.alpha).to(weights.dtype)
     m = pattern.num_vertices
     itype = torch.int32 if 2 * (m + 1) < 2**31 else torch.long
     # (R, P) layouts: each corner's (axis's) row is contiguous
