@@ -1346,10 +1346,10 @@ def dense_crf_loss(
     One lattice of ``N * H * W`` points in ``d`` dimensions is built per call
     (its cost grows with ``d``: keep images small, as Tang et al. do by
     down-scaling); backward reuses it.  The exact diagonal costs
-    ``O(P d**3)`` index operations, more than the build itself: for 8 random
-    RGB images of 256x256 (P = 524 288, d = 5, uniform noise: 702 000
-    vertices) we measured a 2.9 s build, 12.3 s for the diagonal and 0.9 s per
-    21-channel filter (2 threads on a loaded 2-core machine).
+    ``O(P d**3)`` index operations, compiled on the CPU: for 8 random RGB
+    images of 256x256 (P = 524 288, d = 5) it took 0.58 s there against 3.7 s
+    for the same walks in tensors (2 threads, idle 2-core machine); the whole
+    forward + backward at 21 classes took 1.4 s, 14x cross-entropy's time.
 
     References
     ----------
