@@ -114,14 +114,23 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps({"seconds": best, "peak_mib": peak_mib}))
 
 
-def measure(backend: str, size: str, name: str, threads: int, repeats: int, out: Path) -> dict:
-    command = [sys.executable, __file__, "--worker", backend, "--size", size, "--photo", name,
-               "--threads", str(threads), "--repeats", str(repeats), "--out", str(out)]
+def run_worker(script: str, arguments: list[str], threads: int, label: str) -> dict:
+    """Run ``script --worker ...`` in a process of its own; the JSON its last line prints.
+
+    Its own process, so that the peak resident memory it reports is its own.
+    """
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run([sys.executable, script, "--worker", *arguments],
+                            capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
-        raise RuntimeError(f"{backend} {size} failed:\n{result.stderr[-2000:]}")
+        raise RuntimeError(f"{label} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure(backend: str, size: str, name: str, threads: int, repeats: int, out: Path) -> dict:
+    return run_worker(__file__, [backend, "--size", size, "--photo", name, "--threads",
+                                 str(threads), "--repeats", str(repeats), "--out", str(out)],
+                      threads, f"{backend} {size}")
 
 
 def main() -> None:

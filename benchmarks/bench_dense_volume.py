@@ -21,13 +21,12 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_dense import run_worker
 
 SPACING = (2.0, 1.0, 1.0)
 SETTINGS = {"n_iter": 5, "gaussian_sxy": 3.0, "gaussian_compat": 3.0, "bilateral_sxy": 10.0,
@@ -111,13 +110,9 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def _measure(backend: str, shape: str, classes: int, threads: int, out: Path) -> dict:
-    command = [sys.executable, __file__, "--worker", backend, "--shape", shape,
-               "--classes", str(classes), "--threads", str(threads), "--out", str(out)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{backend} {shape} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_worker(__file__, [backend, "--shape", shape, "--classes", str(classes),
+                                 "--threads", str(threads), "--out", str(out)],
+                      threads, f"{backend} {shape}")
 
 
 def volume_row(shape: str = "128x256x256", classes: int = 4, threads: int = 2) -> str:
