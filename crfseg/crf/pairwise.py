@@ -37,6 +37,7 @@ physical units (:func:`default_volume_edge_weights`);
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -567,32 +568,38 @@ def contrast_weights(
     array([[1.   , 0.174],
            [1.   , 0.174]])
     """
-    check_array("image", image, allow_tensor=False)
-    check_ndim("image", image, (2, 3), "(H, W) or (H, W, C)")
-    if not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.integer)
-            or image.dtype == np.bool_):
-        raise TypeError(f"image must have a real dtype, got {image.dtype}")
-    check_finite("image", image)
+    pixels = _channels_last_float64("image", image, 2, "(H, W) or (H, W, C)")
     check_choice("connectivity", connectivity, (4, 8))
-    pixels = np.asarray(image, dtype=np.float64)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    height, width = pixels.shape[:2]
     n_dirs = 2 if connectivity == 4 else 4
     squared = []
     for direction in range(n_dirs):
         first, second = _edge_pairs(pixels, direction)
         squared.append(((first - second) ** 2).sum(axis=-1))
-    if beta is None:
-        total = sum(float(s.sum()) for s in squared)
-        count = sum(s.size for s in squared)
-        mean = total / count if count else 0.0
-        beta = 0.5 / mean if mean > 0.0 else 0.0
-    else:
-        beta = check_number("beta", beta, low=0.0)
+    beta = _contrast_beta(squared, beta)
     return tuple(
         np.exp(-beta * s) / math.hypot(*EDGE_OFFSETS[d]) for d, s in enumerate(squared)
     )
+
+
+def _channels_last_float64(name: str, array: Any, spatial: int, forms: str) -> np.ndarray:
+    """A finite real ``(*S[, C])`` array as float64 ``(*S, C)``, ``S`` of ``spatial`` axes."""
+    check_array(name, array, allow_tensor=False)
+    check_ndim(name, array, (spatial, spatial + 1), forms)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+            or array.dtype == np.bool_):
+        raise TypeError(f"{name} must have a real dtype, got {array.dtype}")
+    check_finite(name, array)
+    values = np.asarray(array, dtype=np.float64)
+    return values[..., None] if values.ndim == spatial else values
+
+
+def _contrast_beta(squared: Sequence[np.ndarray], beta: float | None) -> float:
+    """``beta`` checked, or ``1 / (2 * mean squared difference)`` over every edge when None."""
+    if beta is not None:
+        return check_number("beta", beta, low=0.0)
+    count = sum(sq.size for sq in squared)
+    mean = sum(float(sq.sum()) for sq in squared) / count if count else 0.0
+    return 0.5 / mean if mean > 0.0 else 0.0
 
 
 def _check_spacing(spacing: Any) -> tuple[float, float, float]:
@@ -710,26 +717,15 @@ def volume_contrast_weights(volume: np.ndarray, beta: float | None = None,
     (array([[1.   , 0.368],
            [1.   , 0.368]]), 0.333)
     """
-    check_array("volume", volume, allow_tensor=False)
-    check_ndim("volume", volume, (3, 4), "(D, H, W) or (D, H, W, C)")
-    if not (np.issubdtype(volume.dtype, np.floating) or np.issubdtype(volume.dtype, np.integer)
-            or volume.dtype == np.bool_):
-        raise TypeError(f"volume must have a real dtype, got {volume.dtype}")
-    check_finite("volume", volume)
+    voxels = _channels_last_float64("volume", volume, 3, "(D, H, W) or (D, H, W, C)")
     check_choice("connectivity", connectivity, tuple(VOLUME_CONNECTIVITIES))
     spacing = _check_spacing(spacing)
     if beta is not None:
         beta = check_number("beta", beta, low=0.0)
-    voxels = np.asarray(volume, dtype=np.float64)
-    if voxels.ndim == 3:
-        voxels = voxels[..., None]
     squared = []
     for direction in range(VOLUME_CONNECTIVITIES[connectivity]):
         first, second = volume_edge_pairs(voxels, direction)
         squared.append(((first - second) ** 2).sum(axis=-1))
-    if beta is None:
-        count = sum(sq.size for sq in squared)
-        mean = sum(float(sq.sum()) for sq in squared) / count if count else 0.0
-        beta = 0.5 / mean if mean > 0.0 else 0.0
+    beta = _contrast_beta(squared, beta)
     return tuple(np.exp(-beta * sq) / dist
                  for sq, dist in zip(squared, _distances(connectivity, spacing), strict=True))
