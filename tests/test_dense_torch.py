@@ -109,6 +109,10 @@ def test_input_types_agree(photo_and_logits):
     torch.testing.assert_close(crf.refine(probs, image), expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(crf.refine(unary, image, input_type="unary"), expected,
                                atol=1e-5, rtol=0)
+    # logits go to mean field as they are: a shift per pixel changes nothing (to float32 rounding)
+    shift = torch.linspace(-40.0, 40.0, logits_t[0].numel()).reshape(logits_t[0].shape)
+    torch.testing.assert_close(crf.refine(logits_t + shift, image, input_type="logits"),
+                               expected, atol=1e-5, rtol=0)
 
 
 def test_zero_iterations_give_the_input_softmax(photo_and_logits):

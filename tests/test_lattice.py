@@ -15,6 +15,7 @@ from crfseg.crf.lattice import (
     MEMORY_LIMIT_ENV,
     NORMALIZATIONS,
     available_memory,
+    compiled_engine_available,
     estimate_mean_field_memory,
     images_per_group,
 )
@@ -282,6 +283,58 @@ def test_compiled_kernels_split_over_threads_like_one_range(monkeypatch):
     assert _relabelling(split.pattern.offset, one.pattern.offset)
     torch.testing.assert_close(split.filter(values, "symmetric"), expected, rtol=1e-12,
                                atol=1e-12)
+
+
+@pytest.mark.skipif(not compiled_engine_available(), reason="crfseg._lattice is not built")
+def test_compiled_kernels_on_python_threads_match_one_range(monkeypatch):
+    # a build without OpenMP splits the work over a pool of Python threads instead
+    gen = torch.Generator().manual_seed(13)
+    features = torch.rand(1, 5, 30, 40, generator=gen, dtype=torch.float64) * 3
+    values = torch.rand(1, 3, 30, 40, generator=gen, dtype=torch.float64)
+    expected = PermutohedralLattice(features, engine="compiled").filter(values, "symmetric")
+    monkeypatch.setattr(lattice_module, "_OPENMP", False)
+    monkeypatch.setattr(lattice_module, "_ROWS_PER_THREAD", 100)
+    torch.set_num_threads(3)
+    split = PermutohedralLattice(features, engine="compiled")
+    torch.testing.assert_close(split.filter(values, "symmetric"), expected, rtol=1e-12,
+                               atol=1e-12)
+
+
+@pytest.mark.skipif(not compiled_engine_available() or not lattice_module._OPENMP,
+                    reason="crfseg._lattice is not built with OpenMP")
+def test_compiled_kernels_share_torchs_openmp_runtime():
+    # two runtimes would keep two pools of workers competing for the same cores
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        runtimes = {line.split()[-1] for line in maps if "libgomp" in line}
+    assert len(runtimes) == 1, runtimes
+
+
+@pytest.mark.skipif(not compiled_engine_available(), reason="crfseg._lattice is not built")
+def test_compiled_kernels_refuse_bad_thread_counts_and_buffers():
+    from crfseg import _lattice
+
+    values = np.ones((6, 3))
+    weights = np.ones((6, 2))
+    offset = np.zeros((6, 2), dtype=np.int32)
+    out = np.empty((4, 3))
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        _lattice.slice_points(out, weights, offset, values, 0, 6, 0)
+    with pytest.raises(ValueError, match=r"3 threads need \(2, 4, 3\) spare buffers"):
+        _lattice.splat(values, weights, offset, np.empty(0), out, np.empty((1, 4, 3)), 0, 6, 3)
+    with pytest.raises(ValueError, match="at most 64 classes"):
+        _lattice.splat_softmax(np.ones((6, 65)), weights, offset, np.empty(0),
+                               np.empty((4, 65)), np.empty((0, 4, 65)), 0, 6, 1)
+    with pytest.raises(ValueError, match="2 tables need 3 bounds"):
+        _lattice.build_tables([_lattice.VertexTable(2, 4)] * 2, np.ones((2, 6)),
+                              np.empty(0, dtype=np.int64), weights.copy(), offset.copy(),
+                              np.array([0, 6], dtype=np.int64))
+    # two threads splat into two buffers: the same sums as one
+    ones = np.empty((4, 3))
+    _lattice.splat(values, weights, offset, np.empty(0), ones, np.empty((0, 4, 3)), 0, 6, 1)
+    twice = np.empty((4, 3))
+    _lattice.splat(values, weights, offset, np.empty(0), twice, np.empty((1, 4, 3)), 0, 6, 2)
+    np.testing.assert_array_equal(twice, ones)
+    assert ones[0].tolist() == [12.0, 12.0, 12.0]
 
 
 def test_compiled_engine_is_differentiable_in_the_values():

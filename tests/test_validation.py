@@ -48,6 +48,14 @@ def test_check_finite():
         v.check_finite("x", np.array([np.nan, np.inf, 0.0]))
     with pytest.raises(ValueError, match=r"x contains 1 non-finite"):
         v.check_finite("x", torch.tensor([0.0, float("-inf")]))
+    with pytest.raises(ValueError, match=r"x contains 2 non-finite"):
+        v.check_finite("x", torch.tensor([float("inf"), float("-inf"), 1.0]))
+    # finite entries whose sum leaves the float range are finite all the same
+    v.check_finite("x", np.full(4, 3e38, dtype=np.float32))
+    v.check_finite("x", torch.full((4,), 3e38))
+    v.check_finite("x", torch.full((4,), 6e4, dtype=torch.float16))
+    with pytest.raises(ValueError, match=r"x contains 1 non-finite"):
+        v.check_finite("x", np.array([3e38, 3e38, np.nan], dtype=np.float32))
 
 
 def test_check_same_shape():

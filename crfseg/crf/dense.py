@@ -62,9 +62,8 @@ def resolve_input_type(scores: Any, input_type: str, axis: int = 0) -> str:
         raise ValueError(f"scores must not be empty, got shape {shape_of(scores)}")
     if input_type == "auto":
         if is_tensor(scores):
-            sums = scores.sum(dim=axis)
             is_probs = bool(scores.min() >= 0) and torch.allclose(
-                sums, torch.ones_like(sums), atol=_PROB_SUM_TOLERANCE)
+                scores.sum(dim=axis), scores.new_ones(()), atol=_PROB_SUM_TOLERANCE)
         else:
             is_probs = scores.min() >= 0 and np.allclose(scores.sum(axis=axis), 1.0,
                                                          atol=_PROB_SUM_TOLERANCE)
@@ -826,8 +825,16 @@ class DenseCRF:
                                                  spacing) for i in range(0, num, group)])
         # classes last and contiguous: the engine's layout, and a fast log-softmax
         channels_last = batch.to(device).movedim(1, -1).contiguous()
-        unary = scores_to_unary(channels_last, kind, axis=-1).movedim(-1, 1)
-        dtype = unary.dtype
+        if kind == "logits":
+            # every iteration's softmax is blind to a shift per pixel, so the logits serve as
+            # -U as they are: the log-softmax of scores_to_unary would change no result
+            check_finite("scores", channels_last)
+            neg_unary = channels_last if channels_last.dtype == torch.float32 else (
+                channels_last.to(torch.float64))
+            neg_unary = neg_unary.movedim(-1, 1)
+        else:
+            neg_unary = scores_to_unary(channels_last, kind, axis=-1).movedim(-1, 1).neg_()
+        dtype = neg_unary.dtype
         img = image.to(device=device, dtype=dtype)
 
         def compat(value: float | np.ndarray) -> torch.Tensor:
@@ -839,8 +846,8 @@ class DenseCRF:
             (self._kernel_features(img, spacing), compat(self.bilateral_compat)),
         ]
         with torch.no_grad():
-            refined = mean_field(unary.neg_(), kernels, self.n_iter, normalization="symmetric",
-                                 deterministic=self.deterministic, log_probs=kind == "logits")
+            refined = mean_field(neg_unary, kernels, self.n_iter, normalization="symmetric",
+                                 deterministic=self.deterministic)
             # the softmax over the classes where they are contiguous in memory
             return torch.softmax(refined.movedim(1, -1), -1).movedim(-1, 1).contiguous()
 

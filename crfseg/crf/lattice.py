@@ -261,9 +261,12 @@ def _spmm(matrix: torch.Tensor, dense: torch.Tensor, out: torch.Tensor | None) -
     return torch.addmm(out, matrix, dense.contiguous(), beta=0.0, out=out)
 
 
-# Below this many rows per thread the compiled kernels run on one thread: handing
-# work to another costs more than it saves.
-_ROWS_PER_THREAD = 16384
+# The compiled kernels split their work over torch's threads: on OpenMP's workers when
+# built with it (torch's own runtime, so one pool serves both), else on a pool of Python
+# threads.  Below this many rows per thread they run on one thread: handing work to
+# another costs more than it saves (a Python thread more than an OpenMP one).
+_OPENMP = _lattice is not None and _lattice.OPENMP
+_ROWS_PER_THREAD = 4096 if _OPENMP else 16384
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
@@ -291,12 +294,14 @@ def _run_each(calls: list[tuple]) -> list:
 
 
 def _run_ranges(kernel, ranges: list[tuple[int, int]], *args) -> None:
-    """Call ``kernel(*args, start, stop)`` once per range, the ranges on parallel threads.
+    """Call ``kernel(*args, start, stop, threads)`` over the ranges, in parallel.
 
-    The kernels release the GIL, so the threads run at once.
+    With OpenMP one call covers them all, ``threads`` parts on OpenMP's
+    workers; otherwise one call per range on a thread of its own (the
+    kernels release the GIL, so the threads run at once).
     """
-    if len(ranges) == 1:
-        kernel(*args, *ranges[0])
+    if _OPENMP or len(ranges) == 1:
+        kernel(*args, ranges[0][0], ranges[-1][1], len(ranges))
         return
     pool = _pool(len(ranges))
     for future in [pool.submit(kernel, *args, a, b) for a, b in ranges]:
@@ -322,20 +327,21 @@ def _native_splat(values: torch.Tensor, weights: torch.Tensor, pattern: LatticeP
         out = values.new_empty(shape)
     ranges = _ranges(pattern.num_points)
     # each range splats into a buffer of its own, summed after: no write races
-    buffers = [out] + [values.new_empty(shape) for _ in ranges[1:]]
+    spare = values.new_empty((len(ranges) - 1, *shape))
     args = (_array(values), _array(weights), _array(pattern.offset),
             _array(values.new_empty(0) if scale is None else scale))
     kernel = _lattice.splat_softmax if softmax else _lattice.splat
-    if len(ranges) == 1:
-        kernel(*args, out.numpy(), *ranges[0])
+    if _OPENMP or len(ranges) == 1:
+        kernel(*args, out.numpy(), spare.numpy(), 0, pattern.num_points, len(ranges))
         return out
     pool = _pool(len(ranges))
-    for future in [pool.submit(kernel, *args, buf.numpy(), a, b)
+    alone = spare[:0].numpy()
+    buffers = [out.numpy()] + list(spare.numpy())
+    for future in [pool.submit(kernel, *args, buf, alone, a, b)
                    for buf, (a, b) in zip(buffers, ranges)]:
         future.result()
     for buf in buffers[1:]:
-        # the kernels' own threads, not torch's: the two pools would compete for the cores
-        _run_ranges(_lattice.add_rows, _ranges(pattern.num_vertices), out.numpy(), buf.numpy())
+        _run_ranges(_lattice.add_rows, _ranges(pattern.num_vertices), buffers[0], buf)
     return out
 
 
@@ -807,16 +813,22 @@ def _build_compiled(points: torch.Tensor, batch: torch.Tensor | None, determinis
     # one table per range of points, built in parallel, then merged into the first
     tables = [_lattice.VertexTable(d + (batch is not None), min(stop - start, 1 << 20))
               for start, stop in ranges]
-    statuses = _run_each([(table.build, coords.numpy(), ids, weights.numpy(), offset.numpy(),
-                           start, stop) for table, (start, stop) in zip(tables, ranges)])
+    if _OPENMP:
+        bounds = np.array([start for start, _ in ranges] + [num], dtype=np.int64)
+        statuses = _lattice.build_tables(tables, coords.numpy(), ids, weights.numpy(),
+                                         offset.numpy(), bounds)
+    else:
+        statuses = _run_each([(table.build, coords.numpy(), ids, weights.numpy(),
+                               offset.numpy(), start, stop)
+                              for table, (start, stop) in zip(tables, ranges)])
     remaps = []
     for other in tables[1:]:
         remaps.append(np.empty(other.size, dtype=np.int32))
         statuses.append(tables[0].merge(other, remaps[-1]))
     if any(statuses):
         raise MemoryError(f"the lattice of {num} points in {d} dimensions ran out of memory")
-    _run_each([(_lattice.renumber, offset.numpy(), remap, start, stop)
-               for remap, (start, stop) in zip(remaps, ranges[1:])])
+    for remap, (start, stop) in zip(remaps, ranges[1:]):
+        _run_ranges(_lattice.renumber, _ranges(stop - start), offset.numpy()[start:stop], remap)
     table = tables[0]
     del tables
     size = int(table.size)
