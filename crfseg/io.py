@@ -721,9 +721,12 @@ CRF_PARAMS_VERSION = 1
 #: The keys of a DenseCRF parameter file (besides ``kind`` and ``version``).
 CRF_PARAMS_KEYS = ("crf", "n_iter", "gaussian_sxy", "gaussian_compat", "bilateral_sxy",
                    "bilateral_srgb", "bilateral_compat", "unary_scale")
+#: Keys a parameter file may add: per-class factors on the kernels' Potts weights, ``(C,)``.
+CRF_PARAMS_CLASS_KEYS = ("gaussian_class_factors", "bilateral_class_factors")
 
 
-def write_crf_params(path: PathLike, params: dict[str, Any]) -> Path:
+def write_crf_params(path: PathLike, params: dict[str, Any], *,
+                     num_classes: int | None = None) -> Path:
     """Write DenseCRF parameters (as :func:`crfseg.crf.tune_dense_crf` finds them) to JSON.
 
     Parameters
@@ -731,40 +734,55 @@ def write_crf_params(path: PathLike, params: dict[str, Any]) -> Path:
     path : str or path-like
         Output file.
     params : dict
-        Exactly the keys of ``CRF_PARAMS_KEYS``: ``crf`` (``"dense"``, or
-        ``"none"`` when no CRF helps) and the numbers.
+        The keys of ``CRF_PARAMS_KEYS``: ``crf`` (``"dense"``, or ``"none"``
+        when no CRF helps) and the numbers; optionally those of
+        ``CRF_PARAMS_CLASS_KEYS``, each a ``(C,)`` sequence of finite factors
+        ``>= 0`` or None (then left out of the file).
+    num_classes : int, optional
+        ``C`` the per-class factors must have.
 
     Returns
     -------
     pathlib.Path
         The written file, ``{"kind": "crfseg.dense_crf_params", "version": 1, ...}``.
+
+    Raises
+    ------
+    ValueError
+        Keys missing or unknown; per-class factors of another length than
+        ``num_classes`` or each other, negative, NaN or infinite.
     """
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict, got {type(params).__name__}")
-    _check_crf_param_keys(params, "params")
+    vectors = _check_crf_param_keys(params, "params", num_classes)
     return write_json(path, {"kind": CRF_PARAMS_KIND, "version": CRF_PARAMS_VERSION,
-                             **{key: params[key] for key in CRF_PARAMS_KEYS}})
+                             **{key: params[key] for key in CRF_PARAMS_KEYS},
+                             **{key: list(value) for key, value in vectors.items()}})
 
 
-def read_crf_params(path: PathLike) -> dict[str, Any]:
+def read_crf_params(path: PathLike, *, num_classes: int | None = None) -> dict[str, Any]:
     """Read a DenseCRF parameter file written by :func:`write_crf_params`.
 
     Parameters
     ----------
     path : str or path-like
         A JSON file with ``"kind": "crfseg.dense_crf_params"`` and ``"version": 1``.
+    num_classes : int, optional
+        ``C`` the file's per-class factors must have (checked when given).
 
     Returns
     -------
     dict
-        The parameters, without ``kind`` and ``version`` (values unchecked:
-        :class:`crfseg.crf.DenseCRFParams` checks them).
+        The parameters, without ``kind`` and ``version``; per-class factors,
+        when the file has them, as tuples of floats (the scalar values are
+        unchecked: :class:`crfseg.crf.DenseCRFParams` checks them).
 
     Raises
     ------
     ValueError
-        Not JSON, not crfseg's parameter file, another version, or keys
-        missing or unknown.
+        Not JSON, not crfseg's parameter file, another version, keys missing
+        or unknown, per-class factors of the wrong length, negative or not
+        finite.
     """
     import json
 
@@ -781,18 +799,72 @@ def read_crf_params(path: PathLike) -> dict[str, Any]:
         raise ValueError(f"{p} has version {data.get('version')!r}; this crfseg reads version "
                          f"{CRF_PARAMS_VERSION}")
     params = {k: v for k, v in data.items() if k not in ("kind", "version")}
-    _check_crf_param_keys(params, str(p))
-    return params
+    vectors = _check_crf_param_keys(params, str(p), num_classes)
+    return {**{key: params[key] for key in CRF_PARAMS_KEYS}, **vectors}
 
 
-def _check_crf_param_keys(params: dict[str, Any], source: str) -> None:
-    unknown = sorted(set(params) - set(CRF_PARAMS_KEYS))
+def _check_crf_param_keys(params: dict[str, Any], source: str,
+                          num_classes: int | None) -> dict[str, tuple[float, ...]]:
+    """Check the keys and return the per-class factors that are set, as tuples."""
+    unknown = sorted(set(params) - set(CRF_PARAMS_KEYS) - set(CRF_PARAMS_CLASS_KEYS))
     if unknown:
         raise ValueError(f"{source} has unknown keys {unknown}; the keys are "
-                         f"{list(CRF_PARAMS_KEYS)}")
+                         f"{list(CRF_PARAMS_KEYS)}, optionally {list(CRF_PARAMS_CLASS_KEYS)}")
     missing = [key for key in CRF_PARAMS_KEYS if key not in params]
     if missing:
         raise ValueError(f"{source} lacks the keys {missing}")
+    vectors = {key: _check_class_factors(f"{source}: {key}", params[key], num_classes)
+               for key in CRF_PARAMS_CLASS_KEYS if params.get(key) is not None}
+    lengths = {len(value) for value in vectors.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"{source}: gaussian_class_factors and bilateral_class_factors must "
+                         f"have one factor per class each, got lengths "
+                         f"{[len(value) for value in vectors.values()]}")
+    return vectors
+
+
+def _check_class_factors(name: str, factors: Any, num_classes: int | None = None
+                        ) -> tuple[float, ...]:
+    """Per-class factors on a Potts weight: ``(C,)`` finite numbers ``>= 0``, ``C >= 2``.
+
+    Parameters
+    ----------
+    name : str
+        What the factors are called in error messages.
+    factors : sequence of float or (C,) ndarray
+        One factor per class.
+    num_classes : int, optional
+        ``C`` they must have.
+
+    Returns
+    -------
+    tuple of float
+        The factors.
+
+    Raises
+    ------
+    TypeError
+        Not a sequence or array, or an entry that is not a real number.
+    ValueError
+        Not one-dimensional, fewer than 2 entries, another length than
+        ``num_classes``, a negative, NaN or infinite entry.
+    """
+    if isinstance(factors, (str, bytes, dict)) or not isinstance(
+            factors, (list, tuple, np.ndarray)):
+        raise TypeError(f"{name} must be a sequence of one factor per class, got "
+                        f"{type(factors).__name__}")
+    if np.ndim(factors) != 1:
+        raise ValueError(f"{name} must be a (C,) sequence of one factor per class, got shape "
+                         f"{np.shape(factors)}")
+    if len(factors) < 2:
+        raise ValueError(f"{name} must have one factor per class for at least 2 classes, got "
+                         f"{len(factors)}")
+    if num_classes is not None and len(factors) != num_classes:
+        raise ValueError(f"{name} has {len(factors)} factors but there are "
+                         f"num_classes={num_classes} classes")
+    return tuple(check_number(f"{name}[{i}]", value.item() if isinstance(value, np.generic)
+                              else value, low=0)
+                 for i, value in enumerate(factors))
 
 
 # ------------------------------------------------------------------ label maps in any encoding

@@ -40,7 +40,8 @@ def add_parser(subparsers: Any) -> None:
                     "scale on the unary for the best mean IoU on labelled images; --unary, "
                     "--image and --gt are folders paired by file stem. Writes a parameter file "
                     "for 'crfseg refine/predict --params'; it never recommends parameters that "
-                    "score below the scores alone (then it says 'crf': 'none').",
+                    "score below the scores alone (then it says 'crf': 'none'). --per-class "
+                    "then fits one factor per class on each kernel's Potts weight.",
     )
     p.add_argument("--unary", required=True, help="folder of scores (.npy/.npz, one per image)")
     p.add_argument("--image", required=True, help="folder of images")
@@ -63,11 +64,32 @@ def add_parser(subparsers: Any) -> None:
                    help="a parameter file to score right after the defaults (repeatable), "
                         "e.g. the result of an earlier search")
     p.add_argument("--time-budget", type=float,
-                   help="seconds after which no new trial starts (default: run every trial)")
+                   help="seconds after which no new trial starts, over both stages (default: "
+                        "run every trial)")
+    p.add_argument("--per-class", action="store_true",
+                   help="after the search, fit a factor per class on each kernel's Potts weight "
+                        "(coordinate search from the best setting)")
+    p.add_argument("--class-factors", type=_factors, metavar="F,F,...",
+                   help="factors tried for each class with --per-class (default: "
+                        "crfseg.crf.tune.CLASS_FACTORS, 0,0.25,0.5,1,2,4)")
+    p.add_argument("--per-class-passes", type=int, default=2,
+                   help="passes over the kernels and classes with --per-class at most (2)")
+    p.add_argument("--per-class-kernels", default="bilateral,gaussian", metavar="K,K",
+                   help="kernels whose per-class factors --per-class fits, in this order "
+                        "(bilateral,gaussian)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--report", help="also write the trials and scores to this JSON file")
     p.add_argument("-o", "--output", required=True, help="parameter file to write (.json)")
     p.set_defaults(func=run)
+
+
+def _factors(text: str) -> tuple[float, ...]:
+    """``--class-factors``: comma-separated numbers."""
+    try:
+        return tuple(float(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}"
+                                         ) from None
 
 
 def _load(args: argparse.Namespace) -> tuple[list[Any], list[Any], list[Any]]:
@@ -106,14 +128,16 @@ def run(args: argparse.Namespace) -> int:
     """Tune on the paired folders, print the table, write the parameter file."""
     from crfseg import io
     from crfseg.crf import DenseCRFParams, tune_dense_crf
+    from crfseg.crf.tune import CLASS_FACTORS
 
-    for name in ("num_classes", "trials", "batch_size", "top"):
+    for name in ("num_classes", "trials", "batch_size", "top", "per_class_passes"):
         if getattr(args, name) < 1 + (name == "num_classes"):
             raise ValueError(f"--{name.replace('_', '-')} must be >= "
                              f"{1 + (name == 'num_classes')}, got {getattr(args, name)}")
     if args.backend == "pydensecrf":
         args.batch_size = 1
-    initial = [DenseCRFParams.read(path) for path in args.initial]
+    initial = [DenseCRFParams.read(path, num_classes=args.num_classes)
+               for path in args.initial]
     initial = [params for params in initial if params.crf == "dense"]
     start = time.perf_counter()
     scores, images, labels = _load(args)
@@ -122,7 +146,11 @@ def run(args: argparse.Namespace) -> int:
                             ignore_index=args.ignore_index, batch_size=args.batch_size,
                             initial=initial,
                             backend=args.backend, device=args.device,
-                            time_budget=args.time_budget, progress=not args.no_progress)
+                            time_budget=args.time_budget, per_class=args.per_class,
+                            class_factors=args.class_factors or CLASS_FACTORS,
+                            per_class_passes=args.per_class_passes,
+                            per_class_kernels=args.per_class_kernels.split(","),
+                            progress=not args.no_progress)
     print(f"tuned on {len(scores)} images, {len(result.trials)} trials in "
           f"{time.perf_counter() - start:.1f} s")
     print(result.table(top=args.top))
@@ -133,7 +161,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"no setting beat the scores alone (mIoU {percent(result.miou_no_crf)}): "
               f"{args.output} says 'no CRF'")
     else:
-        best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                         for k, v in result.params.to_dict().items() if k != "crf")
+        best = ", ".join(f"{k}={_format(v)}" for k, v in result.params.to_dict().items()
+                         if k != "crf" and v is not None)
         print(f"best: {best} -> {args.output}")
     return 0
+
+
+def _format(value: Any) -> str:
+    """A parameter for the summary line: floats to 4 digits, per-class factors as a list."""
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:g}" for v in value) + "]"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -5,7 +5,11 @@ VOC; on other data (street scenes, a weaker CNN) they can make things worse.
 ``tune_dense_crf`` searches the kernels' standard deviations and weights, the
 number of mean-field iterations and a scale on the unary (a temperature of the
 CNN's scores) for the best mean IoU on a validation set, and never recommends
-parameters that score below the CNN alone.
+parameters that score below the CNN alone.  With ``per_class=True`` a second
+stage then fits one factor per class on each kernel's Potts weight (a
+label-dependent compatibility, as Krähenbühl and Koltun learn theirs), so that
+the smoothing can be strong for the classes it helps and weak or absent for
+those it hurts.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 
 from crfseg._validation import (
     check_array,
+    check_bool,
     check_choice,
     check_int,
     check_integer_dtype,
@@ -32,7 +37,8 @@ from crfseg._validation import (
 from crfseg.crf.dense import INPUT_TYPES, DenseCRF, scores_to_unary
 from crfseg.metrics import confusion_matrix, iou, mean_iou
 
-__all__ = ["DenseCRFParams", "TuneResult", "tune_dense_crf", "SEARCH_SPACE", "N_ITER_CHOICES"]
+__all__ = ["DenseCRFParams", "TuneResult", "tune_dense_crf", "SEARCH_SPACE", "N_ITER_CHOICES",
+           "CLASS_FACTORS"]
 
 #: Log-uniform search ranges ``(low, high)`` of the continuous parameters.
 SEARCH_SPACE: dict[str, tuple[float, float]] = {
@@ -45,6 +51,10 @@ SEARCH_SPACE: dict[str, tuple[float, float]] = {
 }
 #: The numbers of mean-field iterations the search tries.
 N_ITER_CHOICES = (1, 2, 3, 5, 10)
+#: The factors on one class's Potts weight that the per-class stage tries.
+CLASS_FACTORS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+#: The kernels whose Potts weights the per-class stage fits, in the order it fits them.
+KERNELS = ("bilateral", "gaussian")
 CRF_KINDS = ("dense", "none")
 
 
@@ -62,6 +72,12 @@ class DenseCRFParams:
     unary_scale : float, default 1
         The unary ``-log p`` is multiplied by it before inference (a scale of
         ``s`` on logits is a softmax temperature of ``1/s``).
+    gaussian_class_factors, bilateral_class_factors : (C,) sequence of float, optional
+        One factor ``>= 0`` per class on the kernel's Potts weight: class
+        ``l``'s weight is ``gaussian_compat * gaussian_class_factors[l]``
+        (likewise bilateral); 0 leaves the class to the unary alone.  None:
+        every class has the scalar weight.  Both, when given, have ``C``
+        entries, and :meth:`refine` requires scores with ``C`` classes.
 
     Examples
     --------
@@ -81,6 +97,8 @@ class DenseCRFParams:
     bilateral_srgb: float = 13.0
     bilateral_compat: float = 10.0
     unary_scale: float = 1.0
+    gaussian_class_factors: tuple[float, ...] | None = None
+    bilateral_class_factors: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         check_choice("crf", self.crf, CRF_KINDS)
@@ -90,6 +108,42 @@ class DenseCRFParams:
             object.__setattr__(self, name, float(value))
         for name in ("gaussian_compat", "bilateral_compat"):
             object.__setattr__(self, name, float(check_number(name, getattr(self, name), low=0)))
+        from crfseg.io import _check_class_factors
+
+        for kernel in KERNELS:
+            name = f"{kernel}_class_factors"
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _check_class_factors(name, getattr(self, name)))
+        if (self.gaussian_class_factors is not None and self.bilateral_class_factors is not None
+                and len(self.gaussian_class_factors) != len(self.bilateral_class_factors)):
+            raise ValueError(f"gaussian_class_factors and bilateral_class_factors must have one "
+                             f"factor per class each, got {len(self.gaussian_class_factors)} and "
+                             f"{len(self.bilateral_class_factors)}")
+
+    @property
+    def num_classes(self) -> int | None:
+        """``C`` of the per-class factors (None when there are none)."""
+        for factors in (self.gaussian_class_factors, self.bilateral_class_factors):
+            if factors is not None:
+                return len(factors)
+        return None
+
+    def compat(self, kernel: str) -> float | np.ndarray:
+        """A kernel's Potts weight: a number, or ``(C,)`` with its per-class factors applied.
+
+        Parameters
+        ----------
+        kernel : {"gaussian", "bilateral"}
+
+        Returns
+        -------
+        float or (C,) float64 ndarray
+            What :class:`~crfseg.crf.DenseCRF` takes as ``<kernel>_compat``.
+        """
+        check_choice("kernel", kernel, KERNELS)
+        weight = getattr(self, f"{kernel}_compat")
+        factors = getattr(self, f"{kernel}_class_factors")
+        return weight if factors is None else weight * np.asarray(factors, dtype=np.float64)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DenseCRFParams:
@@ -104,15 +158,19 @@ class DenseCRFParams:
         return cls(**data)
 
     @classmethod
-    def read(cls, path: Any) -> DenseCRFParams:
-        """Read a parameter file written by :meth:`write` (``crfseg tune -o``)."""
+    def read(cls, path: Any, num_classes: int | None = None) -> DenseCRFParams:
+        """Read a parameter file written by :meth:`write` (``crfseg tune -o``).
+
+        ``num_classes``, when given, is the ``C`` its per-class factors must have.
+        """
         from crfseg import io
 
-        return cls.from_dict(io.read_crf_params(path))
+        return cls.from_dict(io.read_crf_params(path, num_classes=num_classes))
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a plain dict."""
-        return asdict(self)
+        """The fields as a plain, JSON-ready dict (per-class factors as lists or None)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in asdict(self).items()}
 
     def write(self, path: Any) -> Any:
         """Write the parameters to a JSON file through :func:`crfseg.io.write_crf_params`."""
@@ -126,9 +184,10 @@ class DenseCRFParams:
         if self.crf == "none":
             return None
         return DenseCRF(n_iter=self.n_iter, gaussian_sxy=self.gaussian_sxy,
-                        gaussian_compat=self.gaussian_compat, bilateral_sxy=self.bilateral_sxy,
-                        bilateral_srgb=self.bilateral_srgb,
-                        bilateral_compat=self.bilateral_compat, backend=backend, device=device)
+                        gaussian_compat=self.compat("gaussian"),
+                        bilateral_sxy=self.bilateral_sxy, bilateral_srgb=self.bilateral_srgb,
+                        bilateral_compat=self.compat("bilateral"), backend=backend,
+                        device=device)
 
     def refine(self, scores: Any, image: Any, input_type: str = "auto", *,
                backend: str = "torch", device: str | torch.device | None = None,
@@ -151,10 +210,20 @@ class DenseCRFParams:
         -------
         probs : the kind :meth:`DenseCRF.refine` returns
             With ``crf="none"``: ``softmax(-unary_scale · unary)`` of the scores.
+
+        Raises
+        ------
+        ValueError
+            The parameters hold per-class factors for another number of classes
+            than the scores'.
         """
         check_array("scores", scores)
         check_choice("input_type", input_type, INPUT_TYPES)
         axis = 1 if len(shape_of(scores)) == 4 else 0
+        classes = shape_of(scores)[axis] if shape_of(scores) else None
+        if self.crf == "dense" and self.num_classes not in (None, classes):
+            raise ValueError(f"the parameters hold per-class factors for {self.num_classes} "
+                             f"classes but the scores have C={classes}")
         unary = scores_to_unary(scores, input_type, axis=axis) * self.unary_scale
         if self.crf == "none":
             if is_tensor(unary):
@@ -175,12 +244,18 @@ class TuneResult:
     params : DenseCRFParams
         The best parameters; ``crf="none"`` when no trial beat the scores alone.
     trials : list of dict
-        One row per trial: ``trial``, the parameters, ``miou`` and ``seconds``.
+        One row per trial: ``trial``, the parameters, ``per_class`` (None in
+        the scalar search; in the per-class stage the factor tried, e.g.
+        ``"b[3]x0.5"``: class 3's bilateral weight times 0.5), ``miou`` and
+        ``seconds``.
     miou_no_crf, miou_defaults, miou_best : float
         Mean IoU of the argmax of the scores, of DenseCRF's defaults and of
         ``params`` (equal to ``miou_no_crf`` when ``crf="none"``).
     iou_no_crf, iou_best : (C,) ndarray
         Per-class IoU of the scores alone and of ``params``.
+    miou_scalar : float, optional
+        Best mean IoU of the scalar search, before the per-class stage (None
+        when that stage did not run).
     """
 
     params: DenseCRFParams
@@ -190,20 +265,26 @@ class TuneResult:
     miou_best: float
     iou_no_crf: np.ndarray
     iou_best: np.ndarray
+    miou_scalar: float | None = None
 
     def table(self, top: int | None = None) -> str:
         """The trials as a text table, best first (``top`` rows at most), then the summary."""
-        columns = ("trial", "n_iter", "gaussian_sxy", "gaussian_compat", "bilateral_sxy",
-                   "bilateral_srgb", "bilateral_compat", "unary_scale", "miou", "seconds")
-        rows = sorted(self.trials, key=lambda r: -r["miou"])[:top]
+        columns = ["trial", "n_iter", "gaussian_sxy", "gaussian_compat", "bilateral_sxy",
+                   "bilateral_srgb", "bilateral_compat", "unary_scale", "miou", "seconds"]
         header = ["#", "iter", "g_sxy", "g_w", "b_sxy", "b_srgb", "b_w", "scale", "mIoU", "s"]
+        if any(row.get("per_class") for row in self.trials):
+            columns.append("per_class")
+            header.append("class")
+        rows = sorted(self.trials, key=lambda r: -r["miou"])[:top]
         lines = ["  ".join(f"{h:>7}" for h in header)]
         for row in rows:
             cells = []
             for key in columns:
-                value = row[key]
+                value = row.get(key)
                 if key == "miou":
                     cells.append(f"{100 * value:7.2f}")
+                elif key == "per_class":
+                    cells.append(f"{value or '':>7}")
                 elif isinstance(value, int):
                     cells.append(f"{value:7d}")
                 else:
@@ -212,17 +293,21 @@ class TuneResult:
         lines += [
             f"mIoU no CRF    {100 * self.miou_no_crf:6.2f}",
             f"mIoU defaults  {100 * self.miou_defaults:6.2f}",
-            f"mIoU best      {100 * self.miou_best:6.2f}"
-            + ("  (no CRF: no trial beat the scores alone)" if self.params.crf == "none" else ""),
         ]
+        if self.miou_scalar is not None:
+            lines.append(f"mIoU scalar    {100 * self.miou_scalar:6.2f}  (before the per-class "
+                         f"factors)")
+        lines.append(
+            f"mIoU best      {100 * self.miou_best:6.2f}"
+            + ("  (no CRF: no trial beat the scores alone)" if self.params.crf == "none" else ""))
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary: parameters, trials and scores."""
         return {"params": self.params.to_dict(), "trials": self.trials,
                 "miou_no_crf": self.miou_no_crf, "miou_defaults": self.miou_defaults,
-                "miou_best": self.miou_best, "iou_no_crf": self.iou_no_crf.tolist(),
-                "iou_best": self.iou_best.tolist()}
+                "miou_scalar": self.miou_scalar, "miou_best": self.miou_best,
+                "iou_no_crf": self.iou_no_crf.tolist(), "iou_best": self.iou_best.tolist()}
 
 
 def _as_list(name: str, value: Any) -> list[Any]:
@@ -347,6 +432,10 @@ def tune_dense_crf(
     backend: str = "torch",
     device: str | torch.device | None = None,
     time_budget: float | None = None,
+    per_class: bool = False,
+    class_factors: Sequence[float] = CLASS_FACTORS,
+    per_class_passes: int = 2,
+    per_class_kernels: Sequence[str] = KERNELS,
     progress: bool = True,
 ) -> TuneResult:
     """Search DenseCRF parameters for the best mean IoU on labelled images.
@@ -355,8 +444,18 @@ def tune_dense_crf(
     half of the remaining trials draw every parameter at random (log-uniform
     in :data:`SEARCH_SPACE`, ``n_iter`` from :data:`N_ITER_CHOICES`), the
     other half perturb the best so far with a shrinking step.  Images of one
-    size are refined as a batch.  When no trial beats the scores' own argmax,
-    the result is ``DenseCRFParams(crf="none")``.
+    size are refined as a batch.
+
+    With ``per_class=True`` a coordinate search follows from the best
+    setting: for each kernel of ``per_class_kernels`` and each class, every
+    factor of ``class_factors`` on that class's Potts weight is tried and the
+    best kept when it raises the mean IoU; ``per_class_passes`` passes at
+    most, stopping after a pass that changes nothing.  That is up to
+    ``per_class_passes · len(per_class_kernels) · C · (len(class_factors) - 1)``
+    more trials, each as costly as one of the scalar search.
+
+    When no trial beats the scores' own argmax, the result is
+    ``DenseCRFParams(crf="none")``.
 
     Parameters
     ----------
@@ -369,7 +468,7 @@ def tune_dense_crf(
     num_classes : int, optional
         Expected ``C`` (default: the scores').
     trials : int, default 40
-        Parameter settings scored, the defaults included.
+        Parameter settings scored by the scalar search, the defaults included.
     seed : int, default 0
         Seeds the search.
     input_type : {"auto", "logits", "probs", "unary"}, default "auto"
@@ -377,7 +476,9 @@ def tune_dense_crf(
     ignore_index : int, default 255
         Label left out of the scores.
     initial : sequence of DenseCRFParams, default ()
-        Candidates scored right after the defaults (e.g. a fitted CRFasRNN's).
+        Candidates scored right after the defaults (e.g. a fitted CRFasRNN's,
+        or an earlier search's best, which the per-class stage can then
+        start from).
     batch_size : int, default 4
         Images refined together.
     backend : {"torch", "pydensecrf"}, default "torch"
@@ -385,16 +486,31 @@ def tune_dense_crf(
     device : str or torch.device, optional
         Torch backend's device (default: CUDA when available, else the CPU).
     time_budget : float, optional
-        Seconds after which no new trial starts (the defaults are always
-        scored); the table then holds fewer than ``trials`` rows.
+        Seconds, over both stages, after which no new trial starts (the
+        defaults are always scored); the table then holds fewer rows.
+    per_class : bool, default False
+        Fit per-class factors on the kernels' Potts weights after the
+        scalar search.
+    class_factors : sequence of float, default :data:`CLASS_FACTORS`
+        Factors ``>= 0`` the per-class stage tries for each class.
+    per_class_passes : int, default 2
+        Passes over every kernel and class at most.
+    per_class_kernels : sequence of {"bilateral", "gaussian"}, default both
+        The kernels whose per-class factors are fitted, in this order.
     progress : bool, default True
         Show a progress bar over the trials.
 
     Returns
     -------
     TuneResult
-        Best parameters, the trial table and the mIoU of no CRF, the defaults
-        and the best.
+        Best parameters, the trial table and the mIoU of no CRF, the defaults,
+        the scalar search and the best.
+
+    References
+    ----------
+    P. Krähenbühl and V. Koltun, "Efficient Inference in Fully Connected CRFs
+    with Gaussian Edge Potentials", NIPS 2011 (label compatibilities learned
+    per class pair).
 
     Examples
     --------
@@ -420,6 +536,17 @@ def tune_dense_crf(
     if time_budget is not None:
         time_budget = float(check_number("time_budget", time_budget, low=0,
                                          low_inclusive=False))
+    per_class = check_bool("per_class", per_class)
+    class_factors = _check_factor_choices(class_factors)
+    per_class_passes = check_int("per_class_passes", per_class_passes, low=1)
+    if isinstance(per_class_kernels, str) or not isinstance(per_class_kernels, Sequence):
+        raise TypeError(f"per_class_kernels must be a sequence of kernel names, got "
+                        f"{type(per_class_kernels).__name__}")
+    if not per_class_kernels:
+        raise ValueError(f"per_class_kernels is empty: give some of {list(KERNELS)}")
+    for kernel in per_class_kernels:
+        check_choice("per_class_kernels", kernel, KERNELS)
+    per_class_kernels = tuple(dict.fromkeys(per_class_kernels))
     initial = list(initial)
     for i, candidate in enumerate(initial):
         if not isinstance(candidate, DenseCRFParams):
@@ -427,6 +554,11 @@ def tune_dense_crf(
                             f"{type(candidate).__name__}")
     samples = _prepare(scores, images, labels, num_classes, input_type, ignore_index)
     num_classes = int(samples[0][0].shape[0])
+    for i, candidate in enumerate(initial):
+        if candidate.num_classes not in (None, num_classes):
+            raise ValueError(f"initial[{i}] holds per-class factors for "
+                             f"{candidate.num_classes} classes but the scores have "
+                             f"C={num_classes}")
     batches = _batches(samples, batch_size)
 
     def run(params: DenseCRFParams | None) -> tuple[float, np.ndarray, float]:
@@ -446,9 +578,28 @@ def tune_dense_crf(
     best: tuple[float, DenseCRFParams, np.ndarray] | None = None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=trials, desc="tune", unit="trial", disable=not progress)
+    per_class_trials = (per_class_passes * len(per_class_kernels) * num_classes
+                        * len(class_factors) if per_class else 0)
+    bar = tqdm(total=trials + per_class_trials, desc="tune", unit="trial",
+               disable=not progress)
+
+    def out_of_time() -> bool:
+        return time_budget is not None and time.perf_counter() - started > time_budget
+
+    def score(params: DenseCRFParams, change: str | None = None) -> float:
+        nonlocal best
+        miou, per_class_iou, seconds = run(params)
+        rows.append({"trial": len(rows),
+                     **{k: v for k, v in params.to_dict().items() if k != "crf"},
+                     "per_class": change, "miou": miou, "seconds": seconds})
+        if best is None or miou > best[0]:
+            best = (miou, params, per_class_iou)
+        bar.update(1)
+        bar.set_postfix(best=f"{100 * best[0]:.2f}", no_crf=f"{100 * miou_no_crf:.2f}")
+        return miou
+
     for trial in range(trials):
-        if trial and time_budget is not None and time.perf_counter() - started > time_budget:
+        if trial and out_of_time():
             break
         if trial < len(candidates):
             params = candidates[trial]
@@ -458,23 +609,65 @@ def tune_dense_crf(
             searched = len(candidates) + n_random
             done = (trial - searched) / max(1, trials - searched)
             params = _perturb(rng, best[1], step=0.5 * (1.0 - done) + 0.1)
-        miou, per_class, seconds = run(params)
-        row = {"trial": trial, **{k: v for k, v in params.to_dict().items() if k != "crf"},
-               "miou": miou, "seconds": seconds}
-        rows.append(row)
-        if best is None or miou > best[0]:
-            best = (miou, params, per_class)
-        bar.update(1)
-        bar.set_postfix(best=f"{100 * best[0]:.2f}", no_crf=f"{100 * miou_no_crf:.2f}")
-    bar.close()
+        score(params)
     assert best is not None
+    miou_scalar = best[0] if per_class else None
+    if per_class:
+        _fit_class_factors(score, lambda: best[1], num_classes, class_factors,
+                           per_class_kernels, per_class_passes, out_of_time)
+    bar.total = bar.n
+    bar.close()
     if best[0] > miou_no_crf:
         params, miou_best, iou_best = best[1], best[0], best[2]
     else:
         params, miou_best, iou_best = DenseCRFParams(crf="none"), miou_no_crf, iou_no_crf
     return TuneResult(params=params, trials=rows, miou_no_crf=miou_no_crf,
                       miou_defaults=rows[0]["miou"], miou_best=miou_best,
-                      iou_no_crf=iou_no_crf, iou_best=iou_best)
+                      iou_no_crf=iou_no_crf, iou_best=iou_best, miou_scalar=miou_scalar)
+
+
+def _check_factor_choices(class_factors: Any) -> tuple[float, ...]:
+    """``class_factors`` as a tuple of distinct finite numbers ``>= 0`` (at least one)."""
+    if isinstance(class_factors, (str, bytes)) or not isinstance(
+            class_factors, (Sequence, np.ndarray)):
+        raise TypeError(f"class_factors must be a sequence of numbers, got "
+                        f"{type(class_factors).__name__}")
+    values = tuple(dict.fromkeys(
+        check_number(f"class_factors[{i}]", value, low=0)
+        for i, value in enumerate(class_factors)))
+    if not values:
+        raise ValueError("class_factors is empty: give at least one factor to try")
+    return values
+
+
+def _fit_class_factors(score: Any, current: Any, num_classes: int,
+                       class_factors: tuple[float, ...], kernels: tuple[str, ...], passes: int,
+                       out_of_time: Any) -> None:
+    """Coordinate search over each kernel's per-class factors, from the best setting.
+
+    ``score(params, change)`` scores and records a trial (keeping the best);
+    ``current()`` is the best setting so far.  Stops after a pass that
+    changes nothing, or when ``out_of_time()``.
+    """
+    for _ in range(passes):
+        changed = False
+        for kernel in kernels:
+            name = f"{kernel}_class_factors"
+            for label in range(num_classes):
+                start = current()
+                factors = list(getattr(start, name) or (1.0,) * num_classes)
+                for factor in class_factors:
+                    if factor == factors[label]:
+                        continue
+                    if out_of_time():
+                        return
+                    trial = list(factors)
+                    trial[label] = factor
+                    score(replace(start, **{name: tuple(trial)}),
+                          f"{kernel[0]}[{label}]x{factor:g}")
+                changed = changed or current() is not start
+        if not changed:
+            return
 
 
 def _score_single(params: DenseCRFParams, samples: list[Any], num_classes: int,

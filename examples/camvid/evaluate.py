@@ -7,8 +7,9 @@
 ``--output`` is the run folder of ``train.py`` (``cnn/last.pt``, and
 ``crfasrnn/last.pt`` once stage crfasrnn has run).  The rows are the CNN
 alone; the CNN + DenseCRF with crfseg's defaults (the VOC values); with the
-parameters ``crfseg tune`` fitted (``--crf-params``); and the network trained
-end to end with a CRFasRNN layer.  ``--half odd`` scores the val images that
+parameters ``crfseg tune`` fitted (``--crf-params``; given twice, a file of
+``crfseg tune --per-class`` adds the row "tuned, per class"); and the network
+trained end to end with a CRFasRNN layer.  ``--half odd`` scores the val images that
 ``split_val.py`` did not give to the tuning.  Every row prints its per-class
 IoU and its seconds per image (the CNN's forward pass included).
 """
@@ -44,8 +45,11 @@ from crfseg.metrics import confusion_matrix, iou, mean_iou, pixel_accuracy  # no
 
 ROWS = {"cnn": "CNN", "cnn+densecrf": "CNN + DenseCRF (defaults)",
         "cnn+densecrf_tuned": "CNN + DenseCRF (tuned)",
+        "cnn+densecrf_tuned_per_class": "CNN + DenseCRF (tuned, per class)",
         "end_to_end": "CNN + CRFasRNN (end to end)"}
-PANEL_TITLES = {"cnn": "CNN", "cnn+densecrf_tuned": "tuned CRF", "end_to_end": "CRFasRNN"}
+PANEL_TITLES = {"cnn": "CNN", "cnn+densecrf_tuned": "tuned CRF",
+                "cnn+densecrf_tuned_per_class": "per-class CRF", "end_to_end": "CRFasRNN"}
+TUNED = ("cnn+densecrf_tuned", "cnn+densecrf_tuned_per_class")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--half", default="all", choices=("all", "even", "odd"),
                         help="images of the split sorted by stem: all, or every other one")
     parser.add_argument("--limit", type=int, help="score only the first N images")
-    parser.add_argument("--crf-params", help="parameter file from 'crfseg tune'")
+    parser.add_argument("--crf-params", action="append", default=[],
+                        help="parameter file from 'crfseg tune'; repeat it to add the row of "
+                             "a 'crfseg tune --per-class' file")
     parser.add_argument("--no-crf", action="store_true", help="skip the DenseCRF rows")
     parser.add_argument("--backend", default="pydensecrf", choices=("pydensecrf", "torch"),
                         help="engine of the DenseCRF rows (pydensecrf)")
@@ -113,7 +119,7 @@ def _panel(path: str, tiles: list[tuple[np.ndarray, list[np.ndarray], list[str]]
 
 def score(args: argparse.Namespace) -> dict[str, Any]:
     """Run every row over the chosen images; return matrices, seconds and the panel tiles."""
-    from crfseg.crf import DenseCRF, DenseCRFParams
+    from crfseg.crf import DenseCRF
     from crfseg.datasets.transforms import normalize
     from crfseg.training.adapters import logits_of, normalization_of, resize_to
 
@@ -121,26 +127,25 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
     resolved = output / "config.json"
     config = load_config(args.config or (resolved if resolved.is_file()
                                          else HERE / "config.json"))
-    params = DenseCRFParams.read(args.crf_params) if args.crf_params else None
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.threads:
         torch.set_num_threads(args.threads)
     data = make_dataset(config, args.data_root, args.split, training=False)
+    params = _tuned_params(args.crf_params, data.num_classes)
     networks = _networks(config, output, data.num_classes)
     stems = [Path(image).stem for image, _ in data.samples]
     indices = half_indices(stems, args.half)[:args.limit]
     crfs: dict[str, Any] = {}
     if not args.no_crf:
         crfs["cnn+densecrf"] = DenseCRF(backend=args.backend)
-        if params is not None:
-            crfs["cnn+densecrf_tuned"] = params
+        crfs.update(params)
     keys = ["cnn", *crfs, *(["end_to_end"] if "end_to_end" in networks else [])]
     c = data.num_classes
     matrices = {k: np.zeros((c, c), dtype=np.int64) for k in keys}
     seconds = dict.fromkeys(keys, 0.0)
     mean, std = normalization_of(networks["cnn"], None)
-    tuned_engine = params.dense_crf(args.backend) if params is not None else None
+    engines = {key: crfs[key].dense_crf(args.backend) for key in TUNED if key in crfs}
     shown = set(indices[:: max(1, len(indices) // max(1, args.panel_images))][:args.panel_images])
     tiles = []
     from tqdm.auto import tqdm
@@ -160,8 +165,8 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
             scores = logits[0].numpy()
             for key, crf in crfs.items():
                 tick = time.perf_counter()
-                if key == "cnn+densecrf_tuned":
-                    probs = crf.refine(scores, rgb, "logits", crf=tuned_engine)
+                if key in engines:
+                    probs = crf.refine(scores, rgb, "logits", crf=engines[key])
                 else:
                     probs = crf.refine(scores, rgb, "logits")
                 labels[key] = np.asarray(probs).argmax(0)
@@ -181,6 +186,22 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
     return {"config": config, "data": data, "keys": keys, "matrices": matrices,
             "seconds": {k: v / len(indices) for k, v in seconds.items()},
             "num_images": len(indices), "tiles": tiles, "params": params}
+
+
+def _tuned_params(paths: Sequence[str], num_classes: int) -> dict[str, Any]:
+    """The tuned rows' DenseCRFParams by row key: one file with per-class factors, one without."""
+    from crfseg.crf import DenseCRFParams
+
+    rows: dict[str, tuple[str, Any]] = {}
+    for path in paths:
+        params = DenseCRFParams.read(path, num_classes=num_classes)
+        key = TUNED[params.num_classes is not None]
+        if key in rows:
+            raise ValueError(f"--crf-params {rows[key][0]} and {path} would both be the row "
+                             f"'{ROWS[key]}': give at most one file with per-class factors "
+                             f"and one without")
+        rows[key] = (path, params)
+    return {key: params for key, (_, params) in rows.items()}
 
 
 def table(result: dict[str, Any], markdown: bool = False) -> str:
@@ -227,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "iou": iou(result["matrices"][k]),
                              "seconds_per_image": result["seconds"][k],
                              "confusion": result["matrices"][k]} for k in result["keys"]},
-            "crf_params": result["params"].to_dict() if result["params"] else None})
+            **{name: result["params"][key].to_dict() if key in result["params"] else None
+               for name, key in zip(("crf_params", "crf_params_per_class"), TUNED)}})
     return 0
 
 
