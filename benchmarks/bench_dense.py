@@ -15,11 +15,12 @@ the time is the best of ``--repeats`` calls.  Label agreement and mean
 |ΔQ| compare crfseg's marginals with pydensecrf's.  The GPU figures come
 from ``benchmarks/gpu_check.py`` (``make gpu-check``).
 
-On a busy machine run it with ``OMP_WAIT_POLICY=PASSIVE`` too (the workers
-inherit the environment; the header prints the setting): torch's OpenMP
-threads otherwise spin between operations on the cores the lattice kernels'
-threads need.  Measured here, 2 cores at load 5-7: 480x360x21x5 with 2
-threads took 2.3x pydensecrf's time by default and 0.88x with PASSIVE.
+The lattice kernels run on torch's own OpenMP threads, so they need the
+cores to themselves as much as torch does: on a machine busy with other
+work every parallel step waits for its slowest thread, and the ratios
+measured there say more about the load than about the engines.  The header
+prints the load average before and after, and the ``OMP_WAIT_POLICY`` the
+workers inherit.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ def test_refine_single_file(tmp_path, capsys):
     line = capsys.readouterr().out.strip()
     assert line.startswith("refined a.png: 5 classes, 64x48, 3 iterations")
     assert "mIoU" in line and "->" in line
-    expected = DenseCRF(n_iter=3).refine(logits, image)
+    # --backend auto, the default: the engine DenseCRF(backend="auto") picks here
+    expected = DenseCRF(n_iter=3, backend="auto").refine(logits, image)
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), expected)
     labels = io.read_labels(tmp_path / "out.png")
     np.testing.assert_array_equal(labels, expected.argmax(0))
@@ -54,7 +55,7 @@ def test_refine_options_reach_the_crf(tmp_path):
           "--save-probs", str(tmp_path / "p.npy"), "--iterations", "2", "--sxy", "40",
           "--srgb", "20", "--compat", "4", "--gaussian-sxy", "2", "--gaussian-compat", "1"])
     expected = DenseCRF(n_iter=2, bilateral_sxy=40, bilateral_srgb=20, bilateral_compat=4,
-                        gaussian_sxy=2, gaussian_compat=1).refine(logits, image)
+                        gaussian_sxy=2, gaussian_compat=1, backend="auto").refine(logits, image)
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), expected)
 
 

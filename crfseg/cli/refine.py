@@ -135,8 +135,8 @@ def add_parser(subparsers: Any) -> None:
     add_params_argument(p)
     p.add_argument("--backend", default="auto", choices=("pydensecrf", "torch", "auto"),
                    help="inference engine: pydensecrf (CPU), torch (PyTorch lattice, any "
-                        "device), auto (torch on CUDA or on a CPU with two or more threads "
-                        "and the compiled lattice, else pydensecrf) (auto)")
+                        "device), auto (torch on CUDA, or on a CPU with the compiled lattice, "
+                        "else pydensecrf) (auto)")
     p.add_argument("--device", help="device of the torch backend, e.g. cpu, cuda, cuda:1 "
                                     "(default: cuda when available, else cpu)")
     p.set_defaults(func=run)

@@ -435,13 +435,12 @@ class DenseCRF:
         kernels, normalisation and compatibilities) on a permutohedral
         lattice in PyTorch, on any device and on batches; ``auto`` picks
         ``torch`` on CUDA (or the accelerator ``device`` names), and on
-        the CPU when the compiled lattice (``crfseg._lattice``) is built and
-        torch may use two threads or more, where it is the faster engine
-        (``benchmarks/bench_dense.py``: 0.5–0.8× pydensecrf's time with two
-        threads on an idle machine; on one thread they are on a par);
-        ``pydensecrf`` otherwise.  On a machine busy with other work,
-        torch's spinning OpenMP threads can make it slower: set
-        ``OMP_WAIT_POLICY=PASSIVE`` or choose ``pydensecrf``.
+        the CPU when the compiled lattice (``crfseg._lattice``) is built,
+        where it is the faster engine (``benchmarks/bench_dense.py`` on an
+        idle 2-core machine: 0.4–0.55× pydensecrf's time with two threads,
+        0.86× with one); ``pydensecrf`` otherwise.  Its kernels share
+        torch's OpenMP threads, so a machine busy with other work slows
+        them as it slows torch.
     device : str or torch.device, optional
         Where the torch backend computes.  By default: the device of Tensor
         scores, else CUDA when available, else the CPU.  The pydensecrf
@@ -980,13 +979,12 @@ def _pydensecrf_features(features: torch.Tensor, names: str) -> np.ndarray:
 
 
 def _auto_backend(device: torch.device | None) -> str:
-    """The faster engine here: torch on an accelerator, or on a CPU it can use in parallel."""
+    """The faster engine here: torch on an accelerator, or on a CPU with the compiled lattice."""
     from crfseg.crf.lattice import compiled_engine_available
 
     if device is not None and device.type != "cpu" or device is None and torch.cuda.is_available():
         return "torch"
-    return ("torch" if compiled_engine_available() and torch.get_num_threads() >= 2
-            else "pydensecrf")
+    return "torch" if compiled_engine_available() else "pydensecrf"
 
 
 def _check_device(device: Any, backend: str) -> torch.device | None:
