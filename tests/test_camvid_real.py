@@ -55,26 +55,39 @@ def test_cpu_recipe_end_to_end_on_a_fake_folder(tmp_path, capsys):
                  "--ignore-index", "11", "--trials", "2", "--backend", "pydensecrf",
                  "--no-progress", "-o", str(params)]) == 0
     DenseCRFParams.read(params)
+    per_class = tmp_path / "params_per_class.json"
+    assert main(["tune", "--unary", str(tune_dir / "logits"), "--image",
+                 str(tune_dir / "images"), "--gt", str(tune_dir / "gt"), "--num-classes", "11",
+                 "--ignore-index", "11", "--trials", "1", "--backend", "pydensecrf",
+                 "--per-class", "--per-class-kernels", "bilateral", "--per-class-passes", "1",
+                 "--class-factors", "0", "--no-progress", "--report",
+                 str(tmp_path / "report.json"), "-o", str(per_class)]) == 0
+    trials = json.loads((tmp_path / "report.json").read_text())["trials"]
+    assert [row["per_class"] for row in trials] == [None, *(f"b[{i}]x0" for i in range(11))]
+    # the evaluation's per-class row, from a file whose factors are known
+    DenseCRFParams(bilateral_class_factors=[1.0] * 10 + [0.0]).write(per_class)
     assert run_example("camvid", "train", "--config", CPU_CONFIG, "--stage", "crfasrnn",
                        "--crf-params", str(params), "--data-root", str(root), "--output",
                        str(run), "--max-steps", "1", "--batch-size", "1", *SMALL) == 0
     capsys.readouterr()
     scores = tmp_path / "scores.json"
     assert run_example("camvid", "evaluate", "--data-root", str(root), "--output", str(run),
-                       "--crf-params", str(params), "--half", "odd", "--panel",
+                       "--crf-params", str(params), "--crf-params", str(per_class),
+                       "--half", "odd", "--panel",
                        str(tmp_path / "panel.jpg"), "--json", str(scores), "--markdown",
                        "--no-progress") == 0
     printed = capsys.readouterr().out
     assert "camvid val (odd): 2 images" in printed
     for title in ("CNN + DenseCRF (defaults)", "CNN + DenseCRF (tuned)",
-                  "CNN + CRFasRNN (end to end)"):
+                  "CNN + DenseCRF (tuned, per class)", "CNN + CRFasRNN (end to end)"):
         assert title in printed
     report = json.loads(scores.read_text())
     assert list(report["variants"]) == ["cnn", "cnn+densecrf", "cnn+densecrf_tuned",
-                                        "end_to_end"]
+                                        "cnn+densecrf_tuned_per_class", "end_to_end"]
+    assert report["crf_params_per_class"]["bilateral_class_factors"][-1] == 0.0
     assert len(report["variants"]["cnn"]["iou"]) == 11
     panel = io.read_image(tmp_path / "panel.jpg")
-    assert panel.ndim == 3 and panel.shape[1] > 4 * 16  # five tiles side by side
+    assert panel.ndim == 3 and panel.shape[1] > 5 * 16  # six tiles side by side
 
 
 def test_val_halves_are_fixed_disjoint_and_cover_the_split():
@@ -132,6 +145,17 @@ def test_evaluate_user_errors_exit_2(tmp_path, capsys):
                        str(tmp_path / "absent"), "--crf-params", str(tmp_path / "bad.json"),
                        "--no-progress") == 2
     assert "is not a crfseg DenseCRF parameter file" in capsys.readouterr().err
+    DenseCRFParams().write(tmp_path / "a.json")
+    DenseCRFParams(n_iter=2).write(tmp_path / "b.json")
+    DenseCRFParams(bilateral_class_factors=[1.0, 0.0]).write(tmp_path / "two.json")
+    for files, match in (
+            (["a.json", "b.json"], "would both be the row 'CNN + DenseCRF (tuned)'"),
+            (["two.json"], "bilateral_class_factors has 2 factors but there are "
+                           "num_classes=11 classes")):
+        options = [arg for name in files for arg in ("--crf-params", str(tmp_path / name))]
+        assert run_example("camvid", "evaluate", "--data-root", str(root), "--output",
+                           str(tmp_path / "absent"), *options, "--no-progress") == 2
+        assert match in capsys.readouterr().err
 
 
 @real
