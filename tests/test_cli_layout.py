@@ -180,13 +180,48 @@ def _torch_threads(_: object) -> int:
 
 
 def test_batch_workers_share_the_cores(monkeypatch):
-    import multiprocessing
+    import os
 
-    from crfseg.cli._batch import run_batch
+    from crfseg.cli._batch import run_batch, share_cores
 
-    if multiprocessing.get_start_method() != "fork":
-        pytest.skip("the cpu count is patched in the parent and read by forked workers")
     monkeypatch.setattr("os.cpu_count", lambda: 8)
+    share_cores(2)
+    assert torch.get_num_threads() == 4
+    share_cores(16)
+    assert torch.get_num_threads() == 1
+    monkeypatch.undo()
     report = run_batch(_torch_threads, [0, 1, 2], ["a", "b", "c"], workers=2, progress=False)
     assert not report.failures
-    assert report.results == [4] * 3 and torch.get_num_threads() == 1
+    assert report.results == [max(1, (os.cpu_count() or 1) // 2)] * 3
+    assert torch.get_num_threads() == 1
+
+
+_FORKED_OPENMP = """
+import torch
+from crfseg.cli._batch import run_batch
+from tests.test_cli_layout import _parallel_sum
+
+torch.set_num_threads(2)
+print(_parallel_sum(0))  # the parent's OpenMP workers run before the batch starts
+report = run_batch(_parallel_sum, [0, 1], ["a", "b"], workers=2, progress=False)
+assert not report.failures, report.failures
+print(report.results)
+"""
+
+
+def _parallel_sum(_: object) -> float:
+    torch.set_num_threads(2)
+    return float(torch.ones(4_000_000).exp().sum())
+
+
+def test_batch_workers_start_clean_after_the_parent_used_openmp():
+    # a worker forked from such a parent hung in its first parallel step
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", _FORKED_OPENMP], cwd=root, timeout=300,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["[10873124.0,", "10873124.0]"]

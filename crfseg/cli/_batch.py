@@ -9,6 +9,7 @@ in a :class:`BatchReport` and the batch goes on.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -141,6 +142,17 @@ def share_cores(workers: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Worker processes that start clean: from a fork server, else spawned.
+
+    A child forked from a process whose OpenMP workers have run (torch's
+    operations and the lattice kernels share GNU OpenMP's pool) hangs in its
+    first parallel step with more than one thread.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
 def run_batch(function: Callable[[Any], Any], items: Sequence[Any], names: Sequence[str],
               workers: int = 1, desc: str = "files", progress: bool | None = None) -> BatchReport:
     """Call ``function(item)`` on every item with a progress bar, in ``workers`` processes.
@@ -160,8 +172,8 @@ def run_batch(function: Callable[[Any], Any], items: Sequence[Any], names: Seque
         outcomes: Iterable[tuple[bool, Any, bool]] = map(_guarded, jobs)
         executor = None
     else:
-        executor = ProcessPoolExecutor(max_workers=workers, initializer=share_cores,
-                                       initargs=(workers,))
+        executor = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(),
+                                       initializer=share_cores, initargs=(workers,))
         outcomes = executor.map(_guarded, jobs)
     try:
         for name, (ok, value, user) in zip(names, outcomes):
