@@ -188,3 +188,37 @@ def test_real_images_tuned_crf_cleans_noisy_scores():
                             batch_size=1, progress=False)
     assert result.params.crf == "dense"
     assert result.miou_best > result.miou_no_crf + 0.05
+
+
+def _half(folder, rng, count=2, shape=(12, 16)):
+    """A val half of ``split_val.py``'s layout whose logits under-rate class 2 by 1.5."""
+    for name in ("images", "gt", "logits"):
+        (folder / name).mkdir(parents=True)
+    for index in range(count):
+        labels = rng.integers(0, 3, shape)
+        logits = np.eye(3)[labels].transpose(2, 0, 1) + rng.normal(0, 0.3, (3, *shape))
+        logits[2] -= 1.5
+        np.save(folder / "logits" / f"f{index}.npy", logits.astype(np.float32))
+        io.write_labels(folder / "gt" / f"f{index}.png", labels.astype(np.uint8))
+        io.write_image(folder / "images" / f"f{index}.png",
+                       rng.integers(0, 256, (*shape, 3), dtype=np.uint8))
+
+
+def test_class_bias_control_fits_the_under_rated_class(tmp_path, rng, capsys):
+    _half(tmp_path / "tune", rng)
+    _half(tmp_path / "test", rng)
+    DenseCRFParams(n_iter=1, bilateral_compat=0.5).write(tmp_path / "p.json")
+    assert run_example("camvid", "class_bias", "--tune", str(tmp_path / "tune"), "--test",
+                       str(tmp_path / "test"), "--num-classes", "3", "--ignore-index", "255",
+                       "--crf-params", str(tmp_path / "p.json"), "--json",
+                       str(tmp_path / "b.json")) == 0
+    report = json.loads((tmp_path / "b.json").read_text())
+    bias = report["bias"]
+    assert bias[2] - max(bias[:2]) >= 1.0
+    rows = report["rows"]
+    assert list(rows) == ["CNN", "CNN + class biases", "CNN + class biases + DenseCRF (p.json)"]
+    assert rows["CNN + class biases"]["mean_iou"] > rows["CNN"]["mean_iou"] + 0.1
+    assert "scored on 2 images" in capsys.readouterr().out
+    assert run_example("camvid", "class_bias", "--tune", str(tmp_path / "absent"), "--test",
+                       str(tmp_path / "test")) == 2
+    assert "not found" in capsys.readouterr().err

@@ -431,8 +431,11 @@ def test_params_with_class_factors_drive_the_dense_crf():
     logits, images, _ = _scenes(count=1)
     crf = DenseCRF(gaussian_compat=[3.0, 1.5, 0.0], bilateral_compat=[20.0, 10.0, 2.5],
                    backend="torch", device="cpu")
-    np.testing.assert_allclose(params.refine(logits[0], images[0], device="cpu"),
-                               crf.refine(logits[0], images[0]), atol=1e-6)
+    refined = params.refine(logits[0], images[0], device="cpu")
+    np.testing.assert_allclose(refined, crf.refine(logits[0], images[0]), atol=1e-6)
+    # crfseg predict --params refines with pydensecrf: the factors reach it too
+    np.testing.assert_allclose(params.refine(logits[0], images[0], backend="pydensecrf"),
+                               refined, atol=1e-4)
     with pytest.raises(ValueError, match=r"per-class factors for 3 classes but the scores "
                                          r"have C=2"):
         params.refine(logits[0][:2], images[0])
