@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -145,7 +146,13 @@ def build_crfasrnn(cnn: nn.Module, num_classes: int, settings: dict[str, Any]) -
     layer_options = {k: v for k, v in settings.items()
                      if k not in ("max_steps", "batch_size", "lr", "optimizer", "weight_decay",
                                   "checkpoint_every")}
-    return with_crf(cnn, CRFasRNN(num_classes, **layer_options))
+    per_class = {k: layer_options.pop(k) for k in ("spatial_weights", "bilateral_weights")
+                 if k in layer_options}
+    crf = CRFasRNN(num_classes, **layer_options)
+    with torch.no_grad():
+        for name, weights in per_class.items():
+            getattr(crf, name).copy_(torch.as_tensor(weights, dtype=getattr(crf, name).dtype))
+    return with_crf(cnn, crf)
 
 
 def build_densecrf(settings: dict[str, Any]) -> Any:
@@ -182,7 +189,8 @@ def crfasrnn_init(path: str | Path, cnn: nn.Module, num_classes: int) -> dict[st
     """CRFasRNN settings from a ``crfseg tune`` parameter file; the unary scale goes into ``cnn``.
 
     The kernels' widths and weights become the layer's ``theta_*`` and
-    ``*_weight``; the unary scale multiplies the weights and bias of the
+    ``*_weight`` (per-class factors its ``*_weights``, one per class); the
+    unary scale multiplies the weights and bias of the
     network's last layer with ``num_classes`` outputs, so its logits are
     scaled exactly.  A file that says ``"crf": "none"`` leaves both unchanged.
     """
@@ -200,9 +208,19 @@ def crfasrnn_init(path: str | Path, cnn: nn.Module, num_classes: int) -> dict[st
         last[-1].weight.mul_(params.unary_scale)
         if last[-1].bias is not None:
             last[-1].bias.mul_(params.unary_scale)
-    return {"theta_alpha": params.bilateral_sxy, "theta_beta": params.bilateral_srgb,
-            "theta_gamma": params.gaussian_sxy, "bilateral_weight": params.bilateral_compat,
-            "spatial_weight": params.gaussian_compat}
+    layer = {"theta_alpha": params.bilateral_sxy, "theta_beta": params.bilateral_srgb,
+             "theta_gamma": params.gaussian_sxy, "bilateral_weight": params.bilateral_compat,
+             "spatial_weight": params.gaussian_compat}
+    # per-class factors: the layer's per-class weights, the same Potts model (the penalty
+    # w[l'] for l != l' differs from the reward w[l] for l == l' by a constant per pixel)
+    for kernel, name in (("bilateral", "bilateral_weights"), ("gaussian", "spatial_weights")):
+        if getattr(params, f"{kernel}_class_factors") is not None:
+            weights = np.asarray(params.compat(kernel), dtype=np.float64)
+            if weights.shape != (num_classes,):
+                raise ValueError(f"{path} has per-class factors for {weights.shape[0]} classes, "
+                                 f"the dataset has {num_classes}")
+            layer[name] = weights.tolist()
+    return layer
 
 
 def make_dataset(config: dict[str, Any], root: str | None, split: str, training: bool) -> Any:

@@ -24,7 +24,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 sys.path.insert(0, str(EXAMPLES / "camvid"))
 
-from common import TunedDenseCRF, build_model, crfasrnn_init  # noqa: E402
+from common import TunedDenseCRF, build_crfasrnn, build_model, crfasrnn_init  # noqa: E402
 from split_val import half_indices  # noqa: E402
 
 REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid"
@@ -118,6 +118,31 @@ def test_crfasrnn_init_scales_the_logits_and_sets_the_kernels(tmp_path):
     assert crfasrnn_init(tmp_path / "none.json", cnn, 11) == {}
     with pytest.raises(ValueError, match="no convolution with 5 outputs"):
         crfasrnn_init(tmp_path / "p.json", cnn, 5)
+
+
+def test_crfasrnn_init_carries_per_class_factors_as_the_layers_weights(tmp_path, rng):
+    factors = [0.0, 0.5, 4.0, 1.0, 2.0]
+    params = DenseCRFParams(n_iter=3, gaussian_sxy=2.0, gaussian_compat=1.5, bilateral_sxy=9.0,
+                            bilateral_srgb=20.0, bilateral_compat=2.5,
+                            bilateral_class_factors=factors)
+    params.write(tmp_path / "p.json")
+    cnn = build_model({"name": "enet"}, 5).eval()
+    layer = crfasrnn_init(tmp_path / "p.json", cnn, 5)
+    assert layer["bilateral_weights"] == [2.5 * f for f in factors]
+    assert "spatial_weights" not in layer
+    model = build_crfasrnn(cnn, 5, {**layer, "n_iter": 3, "max_steps": 10})
+    torch.testing.assert_close(model.crf.bilateral_weights,
+                               torch.tensor([2.5 * f for f in factors]))
+    torch.testing.assert_close(model.crf.spatial_weights, torch.full((5,), 1.5))
+    # the layer's penalty w[l'] for l != l' is DenseCRF's reward w[l] for l == l'
+    logits = torch.from_numpy(rng.normal(size=(1, 5, 24, 32)).astype(np.float32))
+    image = torch.from_numpy(rng.integers(0, 256, (1, 3, 24, 32)).astype(np.float32))
+    with torch.no_grad():
+        layered = torch.softmax(model.crf(logits, image), 1)
+    refined = params.dense_crf(backend="torch").refine(logits, image)
+    torch.testing.assert_close(layered, refined, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="per-class factors for 5 classes, the dataset has 4"):
+        crfasrnn_init(tmp_path / "p.json", build_model({"name": "enet"}, 4), 4)
 
 
 def test_tuned_dense_crf_predicts_what_the_params_refine(tmp_path, rng):
