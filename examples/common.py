@@ -188,9 +188,10 @@ class TunedDenseCRF:
 def crfasrnn_init(path: str | Path, cnn: nn.Module, num_classes: int) -> dict[str, Any]:
     """CRFasRNN settings from a ``crfseg tune`` parameter file; the unary scale goes into ``cnn``.
 
-    The kernels' widths and weights become the layer's ``theta_*`` and
-    ``*_weight`` (per-class factors its ``*_weights``, one per class); the
-    unary scale multiplies the weights and bias of the
+    The number of iterations becomes the layer's ``n_iter``, the kernels'
+    widths and weights its ``theta_*`` and ``*_weight`` (per-class factors
+    its ``*_weights``, one per class), so that before training the layer
+    refines as the tuned DenseCRF does; the unary scale multiplies the weights and bias of the
     network's last layer with ``num_classes`` outputs, so its logits are
     scaled exactly.  A file that says ``"crf": "none"`` leaves both unchanged.
     """
@@ -208,9 +209,9 @@ def crfasrnn_init(path: str | Path, cnn: nn.Module, num_classes: int) -> dict[st
         last[-1].weight.mul_(params.unary_scale)
         if last[-1].bias is not None:
             last[-1].bias.mul_(params.unary_scale)
-    layer = {"theta_alpha": params.bilateral_sxy, "theta_beta": params.bilateral_srgb,
-             "theta_gamma": params.gaussian_sxy, "bilateral_weight": params.bilateral_compat,
-             "spatial_weight": params.gaussian_compat}
+    layer = {"n_iter": params.n_iter, "theta_alpha": params.bilateral_sxy,
+             "theta_beta": params.bilateral_srgb, "theta_gamma": params.gaussian_sxy,
+             "bilateral_weight": params.bilateral_compat, "spatial_weight": params.gaussian_compat}
     # per-class factors: the layer's per-class weights, the same Potts model (the penalty
     # w[l'] for l != l' differs from the reward w[l] for l == l' by a constant per pixel)
     for kernel, name in (("bilateral", "bilateral_weights"), ("gaussian", "spatial_weights")):
@@ -403,13 +404,14 @@ def _train(config: dict[str, Any], args: argparse.Namespace) -> int:
         if args.crf_params:
             layer.update(crfasrnn_init(args.crf_params, model, data.num_classes))
         model = build_crfasrnn(model, data.num_classes, layer)
+        # the layer as built (n_iter, initial weights): evaluate.py rebuilds it from here
+        config = {**config, "crfasrnn": layer}
         settings = {**settings, **{k: v for k, v in config["crfasrnn"].items()
                                    if k in ("max_steps", "batch_size", "lr", "optimizer",
                                             "weight_decay", "checkpoint_every")}}
     if ctx.is_main:
         output.mkdir(parents=True, exist_ok=True)
-        if args.stage == "cnn":
-            io.write_json(resolved, config)
+        io.write_json(resolved, config)
     result = train(
         model, data, loss_fn=class_weighted_loss(config, args.data_root),
         max_steps=settings["max_steps"], batch_size=settings["batch_size"],

@@ -66,9 +66,16 @@ def test_cpu_recipe_end_to_end_on_a_fake_folder(tmp_path, capsys):
     assert [row["per_class"] for row in trials] == [None, *(f"b[{i}]x0" for i in range(11))]
     # the evaluation's per-class row, from a file whose factors are known
     DenseCRFParams(bilateral_class_factors=[1.0] * 10 + [0.0]).write(per_class)
+    start = tmp_path / "start.json"
+    DenseCRFParams(n_iter=2, bilateral_sxy=30.0, bilateral_class_factors=[1.0] * 10 + [0.5]
+                   ).write(start)
     assert run_example("camvid", "train", "--config", CPU_CONFIG, "--stage", "crfasrnn",
-                       "--crf-params", str(params), "--data-root", str(root), "--output",
+                       "--crf-params", str(start), "--data-root", str(root), "--output",
                        str(run), "--max-steps", "1", "--batch-size", "1", *SMALL) == 0
+    # the layer as the parameters built it is what evaluate.py rebuilds
+    layer = json.loads((run / "config.json").read_text())["crfasrnn"]
+    assert (layer["n_iter"], layer["theta_alpha"]) == (2, 30.0)
+    assert layer["bilateral_weights"] == [10.0] * 10 + [5.0]
     capsys.readouterr()
     scores = tmp_path / "scores.json"
     assert run_example("camvid", "evaluate", "--data-root", str(root), "--output", str(run),
@@ -110,7 +117,7 @@ def test_crfasrnn_init_scales_the_logits_and_sets_the_kernels(tmp_path):
                             bilateral_srgb=4.0, bilateral_compat=2.5, unary_scale=1.8)
     params.write(tmp_path / "p.json")
     layer = crfasrnn_init(tmp_path / "p.json", cnn, 11)
-    assert layer == {"theta_alpha": 30.0, "theta_beta": 4.0, "theta_gamma": 2.0,
+    assert layer == {"n_iter": 5, "theta_alpha": 30.0, "theta_beta": 4.0, "theta_gamma": 2.0,
                      "bilateral_weight": 2.5, "spatial_weight": 1.5}
     with torch.no_grad():
         torch.testing.assert_close(cnn(x), 1.8 * before, rtol=1e-5, atol=1e-5)
@@ -130,7 +137,8 @@ def test_crfasrnn_init_carries_per_class_factors_as_the_layers_weights(tmp_path,
     layer = crfasrnn_init(tmp_path / "p.json", cnn, 5)
     assert layer["bilateral_weights"] == [2.5 * f for f in factors]
     assert "spatial_weights" not in layer
-    model = build_crfasrnn(cnn, 5, {**layer, "n_iter": 3, "max_steps": 10})
+    assert layer["n_iter"] == 3
+    model = build_crfasrnn(cnn, 5, {"n_iter": 5, **layer, "max_steps": 10})
     torch.testing.assert_close(model.crf.bilateral_weights,
                                torch.tensor([2.5 * f for f in factors]))
     torch.testing.assert_close(model.crf.spatial_weights, torch.full((5,), 1.5))
