@@ -286,6 +286,24 @@ def test_compiled_kernels_split_over_threads_like_one_range(monkeypatch):
 
 
 @pytest.mark.skipif(not compiled_engine_available(), reason="crfseg._lattice is not built")
+@pytest.mark.parametrize("threads", [2, 3, 4])
+@pytest.mark.parametrize("classes", [2, 21])
+def test_mean_field_on_several_threads_matches_one(monkeypatch, threads, classes):
+    # a batch of two images: the build's tables per part, the splat's buffers per thread
+    # (with and without the softmax taken in the splat), the blur and the slices, all split
+    gen = torch.Generator().manual_seed(classes)
+    image = torch.rand(2, 3, 40, 50, generator=gen) * 255
+    logits = torch.randn(2, classes, 40, 50, generator=gen) * 3
+    crf = DenseCRF(backend="torch", device="cpu", n_iter=3)
+    expected = crf.refine(logits, image)
+    monkeypatch.setattr(lattice_module, "_ROWS_PER_THREAD", 256)
+    torch.set_num_threads(threads)
+    assert len(lattice_module._ranges(4000)) == threads
+    torch.testing.assert_close(DenseCRF(backend="torch", device="cpu", n_iter=3)
+                               .refine(logits, image), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not compiled_engine_available(), reason="crfseg._lattice is not built")
 def test_compiled_kernels_on_python_threads_match_one_range(monkeypatch):
     # a build without OpenMP splits the work over a pool of Python threads instead
     gen = torch.Generator().manual_seed(13)
