@@ -52,7 +52,8 @@ def openmp_flag() -> list[str]:
             compiler.link_executable(objects, str(Path(tmp, "openmp_check")),
                                      extra_postargs=["-fopenmp"])
         except (CompileError, LinkError):
-            print("setup.py: the C compiler has no OpenMP; the lattice kernels run serially")
+            print("setup.py: the C compiler has no OpenMP; the lattice kernels split their work over "
+                  "Python threads instead")
             return []
     return ["-fopenmp"]
 

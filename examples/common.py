@@ -191,9 +191,9 @@ def crfasrnn_init(path: str | Path, cnn: nn.Module, num_classes: int) -> dict[st
     The number of iterations becomes the layer's ``n_iter``, the kernels'
     widths and weights its ``theta_*`` and ``*_weight`` (per-class factors
     its ``*_weights``, one per class), so that before training the layer
-    refines as the tuned DenseCRF does; the unary scale multiplies the weights and bias of the
-    network's last layer with ``num_classes`` outputs, so its logits are
-    scaled exactly.  A file that says ``"crf": "none"`` leaves both unchanged.
+    refines as the tuned DenseCRF does; the unary scale multiplies the
+    weights and bias of the network's last layer with ``num_classes``
+    outputs, so its logits are scaled exactly.  A file that says ``"crf": "none"`` leaves both unchanged.
     """
     from crfseg.crf import DenseCRFParams
 

@@ -437,8 +437,8 @@ class DenseCRF:
         ``torch`` on CUDA (or the accelerator ``device`` names), and on
         the CPU when the compiled lattice (``crfseg._lattice``) is built,
         where it is the faster engine (``benchmarks/bench_dense.py`` on an
-        idle 2-core machine: 0.4–0.55× pydensecrf's time with two threads,
-        0.86× with one); ``pydensecrf`` otherwise.  Its kernels share
+        idle 2-core machine: 0.4–0.51× pydensecrf's time with two threads,
+        0.83× with one); ``pydensecrf`` otherwise.  Its kernels share
         torch's OpenMP threads, so a machine busy with other work slows
         them as it slows torch.
     device : str or torch.device, optional
@@ -822,7 +822,8 @@ class DenseCRF:
         if group < num:
             return torch.cat([self._refine_torch(scores[i:i + group], kind, image[i:i + group],
                                                  spacing) for i in range(0, num, group)])
-        # classes last and contiguous: the engine's layout, and a fast log-softmax
+        # classes last and contiguous: the engine's layout (and a fast log-softmax for the
+        # kinds that need one)
         channels_last = batch.to(device).movedim(1, -1).contiguous()
         if kind == "logits":
             # every iteration's softmax is blind to a shift per pixel, so the logits serve as
