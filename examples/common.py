@@ -193,7 +193,8 @@ def crfasrnn_init(path: str | Path, cnn: nn.Module, num_classes: int) -> dict[st
     its ``*_weights``, one per class), so that before training the layer
     refines as the tuned DenseCRF does; the unary scale multiplies the
     weights and bias of the network's last layer with ``num_classes``
-    outputs, so its logits are scaled exactly.  A file that says ``"crf": "none"`` leaves both unchanged.
+    outputs, so its logits are scaled exactly.  A file that says
+    ``"crf": "none"`` leaves both unchanged.
     """
     from crfseg.crf import DenseCRFParams
 
