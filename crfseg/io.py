@@ -721,8 +721,9 @@ CRF_PARAMS_VERSION = 1
 #: The keys of a DenseCRF parameter file (besides ``kind`` and ``version``).
 CRF_PARAMS_KEYS = ("crf", "n_iter", "gaussian_sxy", "gaussian_compat", "bilateral_sxy",
                    "bilateral_srgb", "bilateral_compat", "unary_scale")
-#: Keys a parameter file may add: per-class factors on the kernels' Potts weights, ``(C,)``.
-CRF_PARAMS_CLASS_KEYS = ("gaussian_class_factors", "bilateral_class_factors")
+#: Keys a parameter file may add, each ``(C,)``: per-class factors on the kernels' Potts weights
+#: (``>= 0``), and ``class_bias``, one offset per class on the log-probabilities (any sign).
+CRF_PARAMS_CLASS_KEYS = ("gaussian_class_factors", "bilateral_class_factors", "class_bias")
 
 
 def write_crf_params(path: PathLike, params: dict[str, Any], *,
@@ -736,10 +737,11 @@ def write_crf_params(path: PathLike, params: dict[str, Any], *,
     params : dict
         The keys of ``CRF_PARAMS_KEYS``: ``crf`` (``"dense"``, or ``"none"``
         when no CRF helps) and the numbers; optionally those of
-        ``CRF_PARAMS_CLASS_KEYS``, each a ``(C,)`` sequence of finite factors
-        ``>= 0`` or None (then left out of the file).
+        ``CRF_PARAMS_CLASS_KEYS``, each a ``(C,)`` sequence of finite numbers
+        (the factors ``>= 0``, the bias of any sign) or None (then left out of
+        the file).
     num_classes : int, optional
-        ``C`` the per-class factors must have.
+        ``C`` the per-class vectors must have.
 
     Returns
     -------
@@ -749,8 +751,8 @@ def write_crf_params(path: PathLike, params: dict[str, Any], *,
     Raises
     ------
     ValueError
-        Keys missing or unknown; per-class factors of another length than
-        ``num_classes`` or each other, negative, NaN or infinite.
+        Keys missing or unknown; per-class vectors of another length than
+        ``num_classes`` or each other, NaN or infinite; negative factors.
     """
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict, got {type(params).__name__}")
@@ -768,21 +770,22 @@ def read_crf_params(path: PathLike, *, num_classes: int | None = None) -> dict[s
     path : str or path-like
         A JSON file with ``"kind": "crfseg.dense_crf_params"`` and ``"version": 1``.
     num_classes : int, optional
-        ``C`` the file's per-class factors must have (checked when given).
+        ``C`` the file's per-class vectors must have (checked when given).
 
     Returns
     -------
     dict
-        The parameters, without ``kind`` and ``version``; per-class factors,
-        when the file has them, as tuples of floats (the scalar values are
-        unchecked: :class:`crfseg.crf.DenseCRFParams` checks them).
+        The parameters, without ``kind`` and ``version``; per-class factors
+        and the class bias, when the file has them, as tuples of floats (the
+        scalar values are unchecked: :class:`crfseg.crf.DenseCRFParams`
+        checks them).
 
     Raises
     ------
     ValueError
         Not JSON, not crfseg's parameter file, another version, keys missing
-        or unknown, per-class factors of the wrong length, negative or not
-        finite.
+        or unknown, per-class vectors of the wrong length or not finite,
+        negative factors.
     """
     import json
 
@@ -805,7 +808,7 @@ def read_crf_params(path: PathLike, *, num_classes: int | None = None) -> dict[s
 
 def _check_crf_param_keys(params: dict[str, Any], source: str,
                           num_classes: int | None) -> dict[str, tuple[float, ...]]:
-    """Check the keys and return the per-class factors that are set, as tuples."""
+    """Check the keys and return the per-class vectors that are set, as tuples."""
     unknown = sorted(set(params) - set(CRF_PARAMS_KEYS) - set(CRF_PARAMS_CLASS_KEYS))
     if unknown:
         raise ValueError(f"{source} has unknown keys {unknown}; the keys are "
@@ -813,18 +816,22 @@ def _check_crf_param_keys(params: dict[str, Any], source: str,
     missing = [key for key in CRF_PARAMS_KEYS if key not in params]
     if missing:
         raise ValueError(f"{source} lacks the keys {missing}")
-    vectors = {key: _check_class_factors(f"{source}: {key}", params[key], num_classes)
+    vectors = {key: _check_class_factors(f"{source}: {key}", params[key], num_classes,
+                                         signed=key == "class_bias")
                for key in CRF_PARAMS_CLASS_KEYS if params.get(key) is not None}
-    lengths = {len(value) for value in vectors.values()}
-    if len(lengths) > 1:
-        raise ValueError(f"{source}: gaussian_class_factors and bilateral_class_factors must "
-                         f"have one factor per class each, got lengths "
-                         f"{[len(value) for value in vectors.values()]}")
+    _check_same_classes(vectors, f"{source}: ")
     return vectors
 
 
-def _check_class_factors(name: str, factors: Any, num_classes: int | None = None
-                        ) -> tuple[float, ...]:
+def _check_same_classes(vectors: dict[str, Any], source: str = "") -> None:
+    """Raise when the per-class vectors given (name: sequence) have different lengths."""
+    if len({len(value) for value in vectors.values()}) > 1:
+        raise ValueError(f"{source}" + " and ".join(vectors) + " must have one value per "
+                         f"class each, got lengths {[len(value) for value in vectors.values()]}")
+
+
+def _check_class_factors(name: str, factors: Any, num_classes: int | None = None, *,
+                         signed: bool = False) -> tuple[float, ...]:
     """Per-class factors on a Potts weight: ``(C,)`` finite numbers ``>= 0``, ``C >= 2``.
 
     Parameters
@@ -835,6 +842,8 @@ def _check_class_factors(name: str, factors: Any, num_classes: int | None = None
         One factor per class.
     num_classes : int, optional
         ``C`` they must have.
+    signed : bool, default False
+        Accept negative values (a class bias).
 
     Returns
     -------
@@ -847,23 +856,26 @@ def _check_class_factors(name: str, factors: Any, num_classes: int | None = None
         Not a sequence or array, or an entry that is not a real number.
     ValueError
         Not one-dimensional, fewer than 2 entries, another length than
-        ``num_classes``, a negative, NaN or infinite entry.
+        ``num_classes``, a NaN or infinite entry, a negative one unless
+        ``signed``.
     """
+    noun = "offset" if signed else "factor"
     if isinstance(factors, (str, bytes, dict)) or not isinstance(
             factors, (list, tuple, np.ndarray)):
-        raise TypeError(f"{name} must be a sequence of one factor per class, got "
+        raise TypeError(f"{name} must be a sequence of one {noun} per class, got "
                         f"{type(factors).__name__}")
     if np.ndim(factors) != 1:
-        raise ValueError(f"{name} must be a (C,) sequence of one factor per class, got shape "
+        raise ValueError(f"{name} must be a (C,) sequence of one {noun} per class, got shape "
                          f"{np.shape(factors)}")
     if len(factors) < 2:
-        raise ValueError(f"{name} must have one factor per class for at least 2 classes, got "
+        raise ValueError(f"{name} must have one {noun} per class for at least 2 classes, got "
                          f"{len(factors)}")
     if num_classes is not None and len(factors) != num_classes:
-        raise ValueError(f"{name} has {len(factors)} factors but there are "
+        raise ValueError(f"{name} has {len(factors)} {noun}s but there are "
                          f"num_classes={num_classes} classes")
-    return tuple(check_number(f"{name}[{i}]", value.item() if isinstance(value, np.generic)
-                              else value, low=0)
+    return tuple(float(check_number(f"{name}[{i}]", value.item()
+                                    if isinstance(value, np.generic) else value,
+                                    low=None if signed else 0))
                  for i, value in enumerate(factors))
 
 

@@ -145,7 +145,7 @@ def build_crfasrnn(cnn: nn.Module, num_classes: int, settings: dict[str, Any]) -
 
     layer_options = {k: v for k, v in settings.items()
                      if k not in ("max_steps", "batch_size", "lr", "optimizer", "weight_decay",
-                                  "checkpoint_every")}
+                                  "checkpoint_every", "logit_adjustment")}
     per_class = {k: layer_options.pop(k) for k in ("spatial_weights", "bilateral_weights")
                  if k in layer_options}
     crf = CRFasRNN(num_classes, **layer_options)
@@ -191,37 +191,50 @@ def crfasrnn_init(path: str | Path, cnn: nn.Module, num_classes: int) -> dict[st
     The number of iterations becomes the layer's ``n_iter``, the kernels'
     widths and weights its ``theta_*`` and ``*_weight`` (per-class factors
     its ``*_weights``, one per class), so that before training the layer
-    refines as the tuned DenseCRF does; the unary scale multiplies the
-    weights and bias of the network's last layer with ``num_classes``
-    outputs, so its logits are scaled exactly.  A file that says
-    ``"crf": "none"`` leaves both unchanged.
+    refines as the tuned DenseCRF does.  The unary scale ``s`` multiplies
+    the weights and bias of the network's last layer with ``num_classes``
+    outputs, so its logits are scaled exactly; a class bias ``b`` becomes
+    the layer's fixed ``class_bias`` ``s · b``, so the layer refines
+    ``s · (logits + b)``.  A file that says ``"crf": "none"`` leaves the
+    other settings of the layer as they are.
+
+    With a class bias the settings also hold ``logit_adjustment``, the same
+    ``(C,)`` offset, which :func:`adjusted_loss` subtracts from the output
+    inside the loss: trained on the train split's frequencies, cross-entropy
+    would otherwise undo the recalibration the bias fitted (logit
+    adjustment, Menon et al., ICLR 2021).
     """
     from crfseg.crf import DenseCRFParams
 
     params = DenseCRFParams.read(path)
-    if params.crf == "none":
+    if params.num_classes not in (None, num_classes):
+        raise ValueError(f"{path} has per-class values for {params.num_classes} classes, the "
+                         f"dataset has {num_classes}")
+    if params.crf == "none" and params.class_bias is None:
         return {}
     last = [m for m in cnn.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
             and m.out_channels == num_classes]
     if not last:
         raise ValueError(f"no convolution with {num_classes} outputs in the network to carry "
                          f"the unary scale of {path}")
+    layer: dict[str, Any] = {}
+    if params.class_bias is not None:
+        layer["class_bias"] = [params.unary_scale * b for b in params.class_bias]
+        layer["logit_adjustment"] = list(layer["class_bias"])
     with torch.no_grad():
         last[-1].weight.mul_(params.unary_scale)
         if last[-1].bias is not None:
             last[-1].bias.mul_(params.unary_scale)
-    layer = {"n_iter": params.n_iter, "theta_alpha": params.bilateral_sxy,
+    if params.crf == "none":
+        return layer
+    layer |= {"n_iter": params.n_iter, "theta_alpha": params.bilateral_sxy,
              "theta_beta": params.bilateral_srgb, "theta_gamma": params.gaussian_sxy,
              "bilateral_weight": params.bilateral_compat, "spatial_weight": params.gaussian_compat}
     # per-class factors: the layer's per-class weights, the same Potts model (the penalty
     # w[l'] for l != l' differs from the reward w[l] for l == l' by a constant per pixel)
     for kernel, name in (("bilateral", "bilateral_weights"), ("gaussian", "spatial_weights")):
         if getattr(params, f"{kernel}_class_factors") is not None:
-            weights = np.asarray(params.compat(kernel), dtype=np.float64)
-            if weights.shape != (num_classes,):
-                raise ValueError(f"{path} has per-class factors for {weights.shape[0]} classes, "
-                                 f"the dataset has {num_classes}")
-            layer[name] = weights.tolist()
+            layer[name] = np.asarray(params.compat(kernel), dtype=np.float64).tolist()
     return layer
 
 
@@ -244,6 +257,27 @@ def make_dataset(config: dict[str, Any], root: str | None, split: str, training:
         raise ValueError(f"--data-root is required for the {section['name']} example (the "
                          "folder holding the dataset)")
     return get_dataset(section["name"], root=root, split=split, transforms=transforms, **options)
+
+
+def adjusted_loss(loss_fn: Any, adjustment: Sequence[float] | None, ignore_index: int) -> Any:
+    """``loss_fn`` (None: cross-entropy) of the logits minus a per-class ``adjustment``.
+
+    Training on ``loss(logits - a, target)`` fits ``logits - a`` to the
+    train split, so the logits the model predicts with keep the offset
+    ``a``.  ``adjustment`` None returns ``loss_fn`` unchanged.
+    """
+    if adjustment is None:
+        return loss_fn
+    if loss_fn is None:
+        from crfseg.training.adapters import default_loss
+
+        loss_fn = default_loss(ignore_index)
+    offset = torch.as_tensor(adjustment, dtype=torch.float32)[None, :, None, None]
+
+    def adjusted(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return loss_fn(logits - offset.to(logits), target)
+
+    return adjusted
 
 
 def class_weighted_loss(config: dict[str, Any], root: str | None) -> Any:
@@ -413,8 +447,12 @@ def _train(config: dict[str, Any], args: argparse.Namespace) -> int:
     if ctx.is_main:
         output.mkdir(parents=True, exist_ok=True)
         io.write_json(resolved, config)
+    loss_fn = class_weighted_loss(config, args.data_root)
+    if args.stage == "crfasrnn":
+        loss_fn = adjusted_loss(loss_fn, config["crfasrnn"].get("logit_adjustment"),
+                                data.ignore_index)
     result = train(
-        model, data, loss_fn=class_weighted_loss(config, args.data_root),
+        model, data, loss_fn=loss_fn,
         max_steps=settings["max_steps"], batch_size=settings["batch_size"],
         optimizer=settings.get("optimizer", "sgd"), lr=settings["lr"],
         momentum=settings.get("momentum", 0.9), weight_decay=settings.get("weight_decay", 1e-4),

@@ -24,7 +24,13 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 sys.path.insert(0, str(EXAMPLES / "camvid"))
 
-from common import TunedDenseCRF, build_crfasrnn, build_model, crfasrnn_init  # noqa: E402
+from common import (  # noqa: E402
+    TunedDenseCRF,
+    adjusted_loss,
+    build_crfasrnn,
+    build_model,
+    crfasrnn_init,
+)
 from split_val import half_indices  # noqa: E402
 
 REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid"
@@ -149,8 +155,63 @@ def test_crfasrnn_init_carries_per_class_factors_as_the_layers_weights(tmp_path,
         layered = torch.softmax(model.crf(logits, image), 1)
     refined = params.dense_crf(backend="torch").refine(logits, image)
     torch.testing.assert_close(layered, refined, rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="per-class factors for 5 classes, the dataset has 4"):
+    with pytest.raises(ValueError, match="per-class values for 5 classes, the dataset has 4"):
         crfasrnn_init(tmp_path / "p.json", build_model({"name": "enet"}, 4), 4)
+
+
+def test_crfasrnn_init_folds_the_class_bias_and_adjusts_the_loss(tmp_path):
+    torch.manual_seed(0)
+    cnn = build_model({"name": "enet"}, 4).eval()
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        before = cnn(x)
+    bias = (1.0, -0.5, 0.0, 2.0)
+    DenseCRFParams(n_iter=2, unary_scale=1.5, class_bias=bias).write(tmp_path / "p.json")
+    layer = crfasrnn_init(tmp_path / "p.json", cnn, 4)
+    scaled = [1.5 * b for b in bias]
+    assert layer["logit_adjustment"] == scaled and layer["class_bias"] == scaled
+    assert layer["n_iter"] == 2
+    with torch.no_grad():
+        torch.testing.assert_close(cnn(x), 1.5 * before, rtol=1e-5, atol=1e-5)
+    # before training the model refines s * (logits + b) as the tuned DenseCRF does
+    model = build_crfasrnn(cnn, 4, {"n_iter": 5, **layer}).eval()
+    assert model.crf.n_iter == 2
+    rgb = torch.rand(1, 3, 32, 48) * 255
+    params = DenseCRFParams.read(tmp_path / "p.json")
+    with torch.no_grad():
+        expected = params.dense_crf("torch", "cpu").refine(
+            1.5 * (before + torch.tensor(bias)[None, :, None, None]), rgb)
+        torch.testing.assert_close(torch.softmax(model(x, rgb), 1), expected, rtol=1e-4,
+                                   atol=1e-5)
+        torch.testing.assert_close(expected, params.refine(before, rgb, "logits", device="cpu"),
+                                   rtol=1e-4, atol=1e-5)
+    # a bias with no CRF: the layer's other settings stay the configuration's
+    cnn = build_model({"name": "enet"}, 4).eval()
+    DenseCRFParams(crf="none", class_bias=bias).write(tmp_path / "bias.json")
+    assert crfasrnn_init(tmp_path / "bias.json", cnn, 4) == {"class_bias": list(bias),
+                                                             "logit_adjustment": list(bias)}
+    with pytest.raises(ValueError, match="per-class values for 4 classes, the dataset has 3"):
+        crfasrnn_init(tmp_path / "bias.json", build_model({"name": "enet"}, 3), 3)
+
+
+def test_adjusted_loss_is_the_loss_of_the_logits_minus_the_adjustment(rng):
+    from crfseg.losses import cross_entropy
+
+    logits = torch.from_numpy(rng.normal(size=(2, 3, 5, 6)).astype(np.float32))
+    target = torch.from_numpy(rng.integers(0, 3, (2, 5, 6)))
+    target[0, 0, 0] = 255
+    adjustment = [0.5, -1.0, 2.0]
+    loss = adjusted_loss(None, adjustment, 255)(logits, target)
+    shifted = logits - torch.tensor(adjustment)[None, :, None, None]
+    torch.testing.assert_close(loss, cross_entropy(shifted, target, ignore_index=255))
+    assert not torch.allclose(loss, cross_entropy(logits, target, ignore_index=255))
+
+    def doubled(x, t):
+        return 2 * cross_entropy(x, t)
+
+    torch.testing.assert_close(adjusted_loss(doubled, adjustment, 255)(logits, target),
+                               2 * cross_entropy(shifted, target))
+    assert adjusted_loss(doubled, None, 255) is doubled and adjusted_loss(None, None, 255) is None
 
 
 def test_tuned_dense_crf_predicts_what_the_params_refine(tmp_path, rng):
@@ -244,10 +305,12 @@ def test_class_bias_control_fits_the_under_rated_class(tmp_path, rng, capsys):
     assert run_example("camvid", "class_bias", "--tune", str(tmp_path / "tune"), "--test",
                        str(tmp_path / "test"), "--num-classes", "3", "--ignore-index", "255",
                        "--crf-params", str(tmp_path / "p.json"), "--json",
-                       str(tmp_path / "b.json")) == 0
+                       str(tmp_path / "b.json"), "-o", str(tmp_path / "bias.json")) == 0
     report = json.loads((tmp_path / "b.json").read_text())
     bias = report["bias"]
     assert bias[2] - max(bias[:2]) >= 1.0
+    assert DenseCRFParams.read(tmp_path / "bias.json") == DenseCRFParams(crf="none",
+                                                                         class_bias=tuple(bias))
     rows = report["rows"]
     assert list(rows) == ["CNN", "CNN + class biases", "CNN + class biases + DenseCRF (p.json)"]
     assert rows["CNN + class biases"]["mean_iou"] > rows["CNN"]["mean_iou"] + 0.1

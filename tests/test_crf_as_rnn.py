@@ -125,6 +125,29 @@ def test_iteration_counts():
     assert "eval_n_iter=4" in repr(crf)
 
 
+def test_class_bias_is_a_fixed_offset_on_the_input_logits():
+    logits, image = _inputs(classes=3)
+    bias = torch.tensor([0.5, -1.0, 2.0])
+    assert torch.equal(CRFasRNN(3, n_iter=0, class_bias=bias.tolist())(logits, image),
+                       logits + bias[:, None, None])
+    crf = CRFasRNN(3, n_iter=2, class_bias=bias.tolist())
+    torch.testing.assert_close(crf(logits, image),
+                               CRFasRNN(3, n_iter=2)(logits + bias[:, None, None], image))
+    # a buffer: saved with the layer, never trained
+    assert "class_bias" in crf.state_dict()
+    assert "class_bias" not in dict(crf.named_parameters())
+    assert "class_bias" not in CRFasRNN(3).state_dict()
+    crf(logits, image).sum().backward()
+    assert crf.compatibility.grad is not None
+    with pytest.raises(ValueError, match="class_bias has 2 offsets but there are "
+                                         "num_classes=3 classes"):
+        CRFasRNN(3, class_bias=[0.0, 1.0])
+    with pytest.raises(ValueError, match=r"class_bias\[0\] must be finite"):
+        CRFasRNN(2, class_bias=[float("nan"), 1.0])
+    with pytest.raises(TypeError, match="class_bias must be a sequence of one offset per class"):
+        CRFasRNN(2, class_bias=1.0)
+
+
 def test_float64_and_half_inputs():
     logits, image = _inputs(dtype=torch.float64)
     out = CRFasRNN(3, n_iter=2)(logits, image)

@@ -436,7 +436,7 @@ def test_params_with_class_factors_drive_the_dense_crf():
     # crfseg predict --params refines with pydensecrf: the factors reach it too
     np.testing.assert_allclose(params.refine(logits[0], images[0], backend="pydensecrf"),
                                refined, atol=1e-4)
-    with pytest.raises(ValueError, match=r"per-class factors for 3 classes but the scores "
+    with pytest.raises(ValueError, match=r"per-class values for 3 classes but the scores "
                                          r"have C=2"):
         params.refine(logits[0][:2], images[0])
     with pytest.raises(ValueError, match="kernel"):
@@ -507,11 +507,11 @@ def test_params_reject_bad_class_factors(factors, error, match):
 
 
 def test_class_factor_lengths_must_agree(tmp_path):
-    with pytest.raises(ValueError, match="one factor per class each, got 3 and 2"):
+    with pytest.raises(ValueError, match=r"one value per class each, got lengths \[3, 2\]"):
         DenseCRFParams(gaussian_class_factors=[1, 1, 1], bilateral_class_factors=[1, 1])
     data = {**DenseCRFParams().to_dict(), "gaussian_class_factors": [1, 1, 1],
             "bilateral_class_factors": [1, 1]}
-    with pytest.raises(ValueError, match=r"one factor per class each, got lengths \[3, 2\]"):
+    with pytest.raises(ValueError, match=r"one value per class each, got lengths \[3, 2\]"):
         io.write_crf_params(tmp_path / "p.json", data)
     with pytest.raises(ValueError, match=r"unknown keys \['class_factors'\]"):
         io.write_crf_params(tmp_path / "p.json", {**data, "class_factors": [1, 1]})

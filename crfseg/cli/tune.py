@@ -40,8 +40,10 @@ def add_parser(subparsers: Any) -> None:
                     "scale on the unary for the best mean IoU on labelled images; --unary, "
                     "--image and --gt are folders paired by file stem. Writes a parameter file "
                     "for 'crfseg refine/predict --params'; it never recommends parameters that "
-                    "score below the scores alone (then it says 'crf': 'none'). --per-class "
-                    "then fits one factor per class on each kernel's Potts weight.",
+                    "score below the scores alone (then it says 'crf': 'none'). --class-bias "
+                    "first fits one offset per class on the log-probabilities (recalibrating "
+                    "the CNN's class priors for the mean IoU), --per-class then fits one factor "
+                    "per class on each kernel's Potts weight.",
     )
     p.add_argument("--unary", required=True, help="folder of scores (.npy/.npz, one per image)")
     p.add_argument("--image", required=True, help="folder of images")
@@ -77,6 +79,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--per-class-kernels", default="bilateral,gaussian", metavar="K,K",
                    help="kernels whose per-class factors --per-class fits, in this order "
                         "(bilateral,gaussian)")
+    p.add_argument("--class-bias", action="store_true",
+                   help="before the search, fit one offset per class on the log-probabilities "
+                        "for the best mean IoU without a CRF; the CRF is then searched on the "
+                        "biased scores and the file carries the bias")
+    p.add_argument("--class-biases", type=_factors, metavar="B,B,...",
+                   help="offsets tried for each class with --class-bias (default: "
+                        "crfseg.crf.tune.CLASS_BIASES, -3,-2,-1,-0.5,0,0.5,1,2,3)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--report", help="also write the trials and scores to this JSON file")
     p.add_argument("-o", "--output", required=True, help="parameter file to write (.json)")
@@ -84,7 +93,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _factors(text: str) -> tuple[float, ...]:
-    """``--class-factors``: comma-separated numbers."""
+    """``--class-factors`` and ``--class-biases``: comma-separated numbers."""
     try:
         return tuple(float(item) for item in text.split(","))
     except ValueError:
@@ -128,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     """Tune on the paired folders, print the table, write the parameter file."""
     from crfseg import io
     from crfseg.crf import DenseCRFParams, tune_dense_crf
-    from crfseg.crf.tune import CLASS_FACTORS
+    from crfseg.crf.tune import CLASS_BIASES, CLASS_FACTORS
 
     for name in ("num_classes", "trials", "batch_size", "top", "per_class_passes"):
         if getattr(args, name) < 1 + (name == "num_classes"):
@@ -150,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
                             class_factors=args.class_factors or CLASS_FACTORS,
                             per_class_passes=args.per_class_passes,
                             per_class_kernels=args.per_class_kernels.split(","),
+                            class_bias=args.class_bias,
+                            class_biases=args.class_biases or CLASS_BIASES,
                             progress=not args.no_progress)
     print(f"tuned on {len(scores)} images, {len(result.trials)} trials in "
           f"{time.perf_counter() - start:.1f} s")
@@ -157,7 +168,11 @@ def run(args: argparse.Namespace) -> int:
     result.params.write(args.output)
     if args.report:
         io.write_json(args.report, result.to_dict())
-    if result.params.crf == "none":
+    if result.params.crf == "none" and result.params.class_bias is not None:
+        print(f"no CRF setting beat the biased scores alone (mIoU {percent(result.miou_best)}): "
+              f"{args.output} says 'no CRF' and holds the class bias "
+              f"{_format(list(result.params.class_bias))}")
+    elif result.params.crf == "none":
         print(f"no setting beat the scores alone (mIoU {percent(result.miou_no_crf)}): "
               f"{args.output} says 'no CRF'")
     else:

@@ -12,7 +12,7 @@ from crfseg.crf.pairwise import (
     truncated_quadratic,
     volume_contrast_weights,
 )
-from crfseg.crf.tune import DenseCRFParams, TuneResult, tune_dense_crf
+from crfseg.crf.tune import DenseCRFParams, TuneResult, fit_class_bias, tune_dense_crf
 
 __all__ = [
     "DenseCRF",
@@ -33,4 +33,5 @@ __all__ = [
     "DenseCRFParams",
     "TuneResult",
     "tune_dense_crf",
+    "fit_class_bias",
 ]

@@ -13,6 +13,7 @@ settings reproduces DenseCRF's marginals.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -81,6 +82,11 @@ class CRFasRNN(nn.Module):
     deterministic : bool, default False
         Gather-based splat and slice, bitwise repeatable on CUDA (CPU
         results are repeatable either way).
+    class_bias : (C,) sequence of float, optional
+        Fixed offsets added to the input logits before inference (a buffer,
+        not learned): a per-class recalibration such as
+        ``unary_scale * DenseCRFParams.class_bias`` fitted by ``crfseg tune
+        --class-bias``.  None: no offset (and no buffer).
 
     Every setting after ``num_classes`` is keyword-only.
 
@@ -90,6 +96,8 @@ class CRFasRNN(nn.Module):
     spatial_weights, bilateral_weights : (C,) Parameter or buffer
     log_thetas : (3,) Parameter or buffer
         ``log`` of ``(theta_alpha, theta_beta, theta_gamma)``.
+    class_bias : (C,) buffer
+        Only when ``class_bias`` is given.
 
     References
     ----------
@@ -130,6 +138,7 @@ class CRFasRNN(nn.Module):
         learn_thetas: bool = False,
         normalization: str = "symmetric",
         deterministic: bool = False,
+        class_bias: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, low=2)
@@ -152,6 +161,11 @@ class CRFasRNN(nn.Module):
         self._register("bilateral_weights", torch.full((c,), bilateral_weight), learn_weights)
         self._register("log_thetas", torch.tensor([math.log(t) for t in thetas]),
                        check_bool("learn_thetas", learn_thetas))
+        if class_bias is not None:
+            from crfseg.io import _check_class_factors
+
+            bias = _check_class_factors("class_bias", class_bias, c, signed=True)
+            self.register_buffer("class_bias", torch.tensor(bias))
 
     def _register(self, name: str, value: torch.Tensor, learn: bool) -> None:
         if learn:
@@ -216,13 +230,16 @@ class CRFasRNN(nn.Module):
         -------
         refined : (N, C, H, W) Tensor
             Refined logits (pre-softmax), float32 (float64 for float64
-            logits); ``logits`` itself when the iteration count is 0.
+            logits); ``logits`` (plus the class bias, if any) when the
+            iteration count is 0.
         """
         self._check_inputs(logits, image)
         n_iter = self.n_iter if self.training or self.eval_n_iter is None else self.eval_n_iter
         dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=logits.device.type, enabled=False):
             scores = logits.to(dtype)
+            if getattr(self, "class_bias", None) is not None:
+                scores = scores + self.class_bias.to(dtype)[:, None, None]
             rgb = image.to(dtype)
             thetas = self.log_thetas.to(dtype).exp()
             num, _, height, width = scores.shape

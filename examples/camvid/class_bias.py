@@ -1,17 +1,20 @@
 """A control for the tuned CRF rows: per-class biases on the CNN's logits, with and without a CRF.
 
     python examples/camvid/class_bias.py --tune runs/camvid_val/tune --test runs/camvid_val/test \\
-        --logits logits2 --crf-params runs/camvid_cpu2/crf_params.json
+        --logits logits2 --crf-params runs/camvid_cpu2/crf_params.json -o runs/bias.json
 
 A CNN trained on few steps is badly calibrated for its rare classes.  A CRF
 whose Potts weights differ per class partly acts as a shift of the class
 priors, so its gain over the CNN mixes spatial smoothing with recalibration.
 This script separates the two: it fits one bias per class, added to the
 logits, by coordinate search for the best mean IoU on the tuning half (no CRF
-at all), then scores on the other half the CNN, the CNN with the biases, and
-the biased logits refined by each ``--crf-params`` file.  ``--tune`` and
-``--test`` are folders of ``split_val.py`` holding ``images/``, ``gt/`` and the
-logits of ``crfseg predict --save-logits``.
+at all: :func:`crfseg.crf.fit_class_bias`, the first stage of ``crfseg tune
+--class-bias``), then scores on the other half the CNN, the CNN with the
+biases, and the biased logits refined by each ``--crf-params`` file (its own
+bias, if any, replaced by these).  ``--tune`` and ``--test`` are folders of
+``split_val.py`` holding ``images/``, ``gt/`` and the logits of ``crfseg
+predict --save-logits``; ``-o`` writes the biases as a parameter file with no
+CRF, which ``train.py --stage crfasrnn --crf-params`` starts from.
 """
 
 from __future__ import annotations
@@ -23,9 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-#: Bias values the coordinate search tries for each class (log-probability units).
-BIASES = (-3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0)
 
 
 def load_half(folder: Path, logits: str) -> list[tuple[np.ndarray, np.ndarray, Path]]:
@@ -57,39 +57,19 @@ def confusion(half: list[tuple[np.ndarray, np.ndarray, Path]], bias: np.ndarray,
                for log_probs, labels, _ in half)
 
 
-def fit_bias(half: list[tuple[np.ndarray, np.ndarray, Path]], num_classes: int,
-             ignore_index: int, passes: int = 3) -> tuple[np.ndarray, float]:
-    """Per-class biases ``(C,)`` with the best mean IoU of ``argmax(log p + bias)``, and it."""
-    from crfseg.metrics import mean_iou
-
-    bias = np.zeros(num_classes)
-    best = mean_iou(confusion(half, bias, ignore_index))
-    for _ in range(passes):
-        changed = False
-        for label in range(num_classes):
-            chosen = bias[label]
-            for value in BIASES:
-                bias[label] = value
-                score = mean_iou(confusion(half, bias, ignore_index))
-                if score > best:
-                    best, chosen, changed = score, value, True
-            bias[label] = chosen
-        if not changed:
-            break
-    return bias, best
-
-
 def refined_confusion(half: list[tuple[np.ndarray, np.ndarray, Path]], bias: np.ndarray,
                       params: Any, ignore_index: int) -> np.ndarray:
-    """Confusion matrix of the biased log-probabilities refined by ``params`` (pydensecrf)."""
+    """Confusion matrix of the log-probabilities with ``bias`` refined by ``params``."""
+    from dataclasses import replace
+
     from crfseg import io
     from crfseg.metrics import confusion_matrix
 
+    params = replace(params, class_bias=tuple(bias))
     engine = params.dense_crf("pydensecrf")
     matrix = 0
     for log_probs, labels, image in half:
-        scores = (log_probs + bias[:, None, None]).astype(np.float32)
-        probs = params.refine(scores, io.read_image(image), "logits", crf=engine)
+        probs = params.refine(log_probs, io.read_image(image), "logits", crf=engine)
         matrix = matrix + confusion_matrix(probs.argmax(0), labels, len(bias),
                                            ignore_index=ignore_index)
     return matrix
@@ -106,9 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="'crfseg tune' parameter file applied to the biased logits "
                              "(repeatable)")
     parser.add_argument("--json", help="write the biases and scores to this JSON file")
+    parser.add_argument("-o", "--output",
+                        help="write the biases as a crfseg parameter file with no CRF")
     args = parser.parse_args(argv)
     from crfseg import io
-    from crfseg.crf import DenseCRFParams
+    from crfseg.crf import DenseCRFParams, fit_class_bias
     from crfseg.metrics import iou, mean_iou
 
     try:
@@ -119,7 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    bias, tune_miou = fit_bias(tune, args.num_classes, args.ignore_index)
+    bias, tune_miou = fit_class_bias([log_probs for log_probs, _, _ in tune],
+                                     [labels for _, labels, _ in tune],
+                                     num_classes=args.num_classes, input_type="logits",
+                                     ignore_index=args.ignore_index)
     print(f"biases fitted on {len(tune)} images (mIoU {100 * tune_miou:.2f}): "
           + ", ".join(f"{b:g}" for b in bias))
     rows = {"CNN": confusion(test, np.zeros(args.num_classes), args.ignore_index),
@@ -131,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for title, matrix in rows.items():
         print(f"{title:<60} {100 * mean_iou(matrix):6.2f}  "
               + " ".join(f"{100 * v:5.1f}" for v in iou(matrix)))
+    if args.output:
+        DenseCRFParams(crf="none", class_bias=tuple(bias)).write(args.output)
     if args.json:
         io.write_json(args.json, {"bias": bias, "tune_miou": tune_miou,
                                   "rows": {t: {"mean_iou": mean_iou(m), "iou": iou(m)}
