@@ -73,8 +73,8 @@ def test_cpu_recipe_end_to_end_on_a_fake_folder(tmp_path, capsys):
     # the evaluation's per-class row, from a file whose factors are known
     DenseCRFParams(bilateral_class_factors=[1.0] * 10 + [0.0]).write(per_class)
     start = tmp_path / "start.json"
-    DenseCRFParams(n_iter=2, bilateral_sxy=30.0, bilateral_class_factors=[1.0] * 10 + [0.5]
-                   ).write(start)
+    DenseCRFParams(n_iter=2, bilateral_sxy=30.0, bilateral_class_factors=[1.0] * 10 + [0.5],
+                   class_bias=[0.5] * 10 + [-1.0]).write(start)
     assert run_example("camvid", "train", "--config", CPU_CONFIG, "--stage", "crfasrnn",
                        "--crf-params", str(start), "--data-root", str(root), "--output",
                        str(run), "--max-steps", "1", "--batch-size", "1", *SMALL) == 0
@@ -82,22 +82,32 @@ def test_cpu_recipe_end_to_end_on_a_fake_folder(tmp_path, capsys):
     layer = json.loads((run / "config.json").read_text())["crfasrnn"]
     assert (layer["n_iter"], layer["theta_alpha"]) == (2, 30.0)
     assert layer["bilateral_weights"] == [10.0] * 10 + [5.0]
+    assert layer["class_bias"] == layer["logit_adjustment"] == [0.5] * 10 + [-1.0]
+    bias = tmp_path / "bias.json"
+    DenseCRFParams(n_iter=1, class_bias=[0.0] * 10 + [1.0]).write(bias)
+    bias_only = tmp_path / "bias_only.json"
+    DenseCRFParams(crf="none", class_bias=[0.0] * 10 + [1.0]).write(bias_only)
     capsys.readouterr()
     scores = tmp_path / "scores.json"
     assert run_example("camvid", "evaluate", "--data-root", str(root), "--output", str(run),
                        "--crf-params", str(params), "--crf-params", str(per_class),
+                       "--crf-params", str(bias_only), "--crf-params", str(bias),
                        "--half", "odd", "--panel",
                        str(tmp_path / "panel.jpg"), "--json", str(scores), "--markdown",
                        "--no-progress") == 0
     printed = capsys.readouterr().out
     assert "camvid val (odd): 2 images" in printed
     for title in ("CNN + DenseCRF (defaults)", "CNN + DenseCRF (tuned)",
-                  "CNN + DenseCRF (tuned, per class)", "CNN + CRFasRNN (end to end)"):
+                  "CNN + DenseCRF (tuned, per class)", "CNN + class bias (tuned, no CRF)",
+                  "CNN + DenseCRF (tuned, class bias)", "CNN + CRFasRNN (end to end)"):
         assert title in printed
     report = json.loads(scores.read_text())
     assert list(report["variants"]) == ["cnn", "cnn+densecrf", "cnn+densecrf_tuned",
-                                        "cnn+densecrf_tuned_per_class", "end_to_end"]
+                                        "cnn+densecrf_tuned_per_class", "cnn+class_bias",
+                                        "cnn+densecrf_tuned_bias", "end_to_end"]
     assert report["crf_params_per_class"]["bilateral_class_factors"][-1] == 0.0
+    assert report["crf_params_bias"]["class_bias"][-1] == 1.0
+    assert report["class_bias"]["crf"] == "none"
     assert len(report["variants"]["cnn"]["iou"]) == 11
     panel = io.read_image(tmp_path / "panel.jpg")
     assert panel.ndim == 3 and panel.shape[1] > 5 * 16  # six tiles side by side

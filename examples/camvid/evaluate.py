@@ -7,9 +7,11 @@
 ``--output`` is the run folder of ``train.py`` (``cnn/last.pt``, and
 ``crfasrnn/last.pt`` once stage crfasrnn has run).  The rows are the CNN
 alone; the CNN + DenseCRF with crfseg's defaults (the VOC values); with the
-parameters ``crfseg tune`` fitted (``--crf-params``; given twice, a file of
-``crfseg tune --per-class`` adds the row "tuned, per class"); and the network
-trained end to end with a CRFasRNN layer.  ``--half odd`` scores the val images that
+parameters ``crfseg tune`` fitted (``--crf-params``, repeatable: each file is
+the row of what it holds — "tuned", "tuned, per class" for a file of ``crfseg
+tune --per-class``, "tuned, class bias" for one of ``--class-bias``, and "class
+bias" alone for a bias with no CRF); and the network trained end to end with a
+CRFasRNN layer.  ``--half odd`` scores the val images that
 ``split_val.py`` did not give to the tuning.  Every row prints its per-class
 IoU and its seconds per image (the CNN's forward pass included).
 """
@@ -46,10 +48,16 @@ from crfseg.metrics import confusion_matrix, iou, mean_iou, pixel_accuracy  # no
 ROWS = {"cnn": "CNN", "cnn+densecrf": "CNN + DenseCRF (defaults)",
         "cnn+densecrf_tuned": "CNN + DenseCRF (tuned)",
         "cnn+densecrf_tuned_per_class": "CNN + DenseCRF (tuned, per class)",
+        "cnn+class_bias": "CNN + class bias (tuned, no CRF)",
+        "cnn+densecrf_tuned_bias": "CNN + DenseCRF (tuned, class bias)",
+        "cnn+densecrf_tuned_bias_per_class": "CNN + DenseCRF (tuned, class bias, per class)",
         "end_to_end": "CNN + CRFasRNN (end to end)"}
 PANEL_TITLES = {"cnn": "CNN", "cnn+densecrf_tuned": "tuned CRF",
-                "cnn+densecrf_tuned_per_class": "per-class CRF", "end_to_end": "CRFasRNN"}
-TUNED = ("cnn+densecrf_tuned", "cnn+densecrf_tuned_per_class")
+                "cnn+densecrf_tuned_per_class": "per-class CRF",
+                "cnn+densecrf_tuned_bias": "bias + tuned CRF", "end_to_end": "CRFasRNN"}
+#: The rows of ``--crf-params`` files, in the order of ROWS.
+TUNED = ("cnn+densecrf_tuned", "cnn+densecrf_tuned_per_class", "cnn+class_bias",
+         "cnn+densecrf_tuned_bias", "cnn+densecrf_tuned_bias_per_class")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,13 +203,24 @@ def _tuned_params(paths: Sequence[str], num_classes: int) -> dict[str, Any]:
     rows: dict[str, tuple[str, Any]] = {}
     for path in paths:
         params = DenseCRFParams.read(path, num_classes=num_classes)
-        key = TUNED[params.num_classes is not None]
+        key = _row_of(params)
         if key in rows:
             raise ValueError(f"--crf-params {rows[key][0]} and {path} would both be the row "
-                             f"'{ROWS[key]}': give at most one file with per-class factors "
-                             f"and one without")
+                             f"'{ROWS[key]}': give at most one file of each kind (scalar, per "
+                             f"class, class bias with or without a CRF)")
         rows[key] = (path, params)
-    return {key: params for key, (_, params) in rows.items()}
+    return {key: rows[key][1] for key in TUNED if key in rows}
+
+
+def _row_of(params: Any) -> str:
+    """The row key of a parameter file: what it holds besides the scalar settings."""
+    per_class = (params.gaussian_class_factors is not None
+                 or params.bilateral_class_factors is not None)
+    if params.class_bias is None:
+        return TUNED[per_class]
+    if params.crf == "none":
+        return "cnn+class_bias"
+    return TUNED[3 + per_class]
 
 
 def table(result: dict[str, Any], markdown: bool = False) -> str:
@@ -249,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "seconds_per_image": result["seconds"][k],
                              "confusion": result["matrices"][k]} for k in result["keys"]},
             **{name: result["params"][key].to_dict() if key in result["params"] else None
-               for name, key in zip(("crf_params", "crf_params_per_class"), TUNED)}})
+               for name, key in zip(("crf_params", "crf_params_per_class", "class_bias",
+                                     "crf_params_bias", "crf_params_bias_per_class"), TUNED)}})
     return 0
 
 
