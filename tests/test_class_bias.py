@@ -149,6 +149,45 @@ def test_fit_class_bias_raises_the_under_rated_class_to_the_oracles_score():
             assert _biased_miou(logits, labels, trial) <= miou + 1e-12
 
 
+def test_fit_class_bias_matches_a_search_that_scores_every_candidate_in_full(rng):
+    """The per-class margin shortcut gives the full argmin's choices, ties included."""
+    num_classes, values = 6, (-1.0, -0.5, 0.0, 0.5, 1.0)
+    scores, labels = [], []
+    for _ in range(5):
+        label = rng.integers(0, num_classes, (20, 25))
+        score = np.eye(num_classes)[label].transpose(2, 0, 1) + rng.normal(0, 1, (6, 20, 25))
+        score[3] -= 1.0
+        scores.append((np.round(score * 2) / 2).astype(np.float32))  # many exact ties
+        label[:3] = 255
+        labels.append(label)
+
+    def full(bias):
+        offset = torch.tensor(bias, dtype=torch.float32)[:, None, None]
+        matrix = sum(confusion_matrix((torch.from_numpy(-s) - offset).argmin(0).numpy(), t,
+                                      num_classes, ignore_index=255)
+                     for s, t in zip(scores, labels))
+        return mean_iou(matrix)
+
+    expected, best = np.zeros(num_classes), full(np.zeros(num_classes))
+    for _ in range(3):
+        changed = False
+        for label in range(num_classes):
+            chosen = expected[label]
+            for value in values:
+                if value == chosen:
+                    continue
+                expected[label] = value
+                if full(expected) > best:
+                    best, chosen, changed = full(expected), value, True
+            expected[label] = chosen
+        if not changed:
+            break
+    bias, miou = fit_class_bias([-s for s in scores], labels, input_type="unary",
+                                class_biases=values)
+    np.testing.assert_array_equal(bias, expected)
+    assert miou == best and np.any(bias != 0)
+
+
 def test_fit_class_bias_keeps_zero_when_nothing_helps():
     labels = np.zeros((1, 4, 4), dtype=np.int64)
     labels[0, :, 2:] = 1

@@ -765,31 +765,45 @@ def fit_class_bias(
 def _fit_bias(batches: list[Any], num_classes: int, ignore_index: int,
               class_biases: tuple[float, ...], progress: bool, passes: int = 3
               ) -> tuple[np.ndarray, float]:
-    """The coordinate search of :func:`fit_class_bias` over prepared batches."""
+    """The coordinate search of :func:`fit_class_bias` over prepared batches.
+
+    While one class's offset changes, every other class keeps its biased
+    unary, so each pixel's best other class ``k*`` and its unary ``m`` are
+    found once per class; a candidate offset ``v`` then only compares
+    ``u_c - v`` with ``m`` (ties to the lower class index, as ``argmin``).
+    """
     from tqdm.auto import tqdm
 
-    def miou_of(values: np.ndarray) -> float:
-        offset = torch.tensor(values, dtype=torch.float32)[:, None, None]
+    def miou_of(predictions: Any) -> float:
         matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-        for unary, _, target in batches:
-            matrix += confusion_matrix((unary - offset).argmin(dim=1).numpy(), target.numpy(),
-                                       num_classes, ignore_index=ignore_index)
+        for pred, (_, _, target) in zip(predictions, batches):
+            matrix += confusion_matrix(pred.numpy(), target.numpy(), num_classes,
+                                       ignore_index=ignore_index)
         return mean_iou(matrix)
 
     bias = np.zeros(num_classes)
-    best = miou_of(bias)
+    best = miou_of(unary.argmin(dim=1) for unary, _, _ in batches)
     with tqdm(total=passes * num_classes * len(class_biases), desc="class bias", unit="eval",
               disable=not progress) as bar:
         for _ in range(passes):
             changed = False
             for label in range(num_classes):
+                offset = torch.tensor(bias, dtype=torch.float32)[:, None, None]
+                others = []
+                for unary, _, _ in batches:
+                    shifted = unary - offset
+                    shifted[:, label] = math.inf
+                    m, k = shifted.min(dim=1)
+                    others.append((unary[:, label], m, k))
                 chosen = bias[label]
                 for value in class_biases:
                     bar.update(1)
                     if value == chosen:
                         continue
-                    bias[label] = value
-                    score = miou_of(bias)
+                    v = torch.tensor(value, dtype=torch.float32)
+                    score = miou_of(
+                        torch.where((u - v < m) | ((u - v == m) & (k > label)), label, k)
+                        for u, m, k in others)
                     if score > best:
                         best, chosen, changed = score, value, True
                 bias[label] = chosen
