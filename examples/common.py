@@ -49,6 +49,11 @@ from crfseg.training import (
 __all__ = ["train_main", "evaluate_main", "load_config", "SmallFCN", "build_model"]
 
 STAGES = ("cnn", "crfasrnn")
+#: Keys of the ``crfasrnn`` section that set its training, not the layer.
+STAGE_KEYS = ("max_steps", "batch_size", "lr", "optimizer", "weight_decay", "checkpoint_every",
+              "logit_adjustment", "cnn_lr", "crf_lr", "freeze_bn", "loss")
+#: Losses of the ``crfasrnn`` section's ``loss``.
+STAGE_LOSSES = ("cross_entropy", "lovasz", "cross_entropy+lovasz")
 USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError)
 
 
@@ -144,8 +149,7 @@ def build_crfasrnn(cnn: nn.Module, num_classes: int, settings: dict[str, Any]) -
     from crfseg.models import CRFasRNN, with_crf
 
     layer_options = {k: v for k, v in settings.items()
-                     if k not in ("max_steps", "batch_size", "lr", "optimizer", "weight_decay",
-                                  "checkpoint_every", "logit_adjustment")}
+                     if k not in STAGE_KEYS}
     per_class = {k: layer_options.pop(k) for k in ("spatial_weights", "bilateral_weights")
                  if k in layer_options}
     crf = CRFasRNN(num_classes, **layer_options)
@@ -278,6 +282,35 @@ def adjusted_loss(loss_fn: Any, adjustment: Sequence[float] | None, ignore_index
         return loss_fn(logits - offset.to(logits), target)
 
     return adjusted
+
+
+def stage_loss(loss_fn: Any, section: dict[str, Any], ignore_index: int) -> Any:
+    """The loss of the ``crfasrnn`` stage, from its section's ``loss``.
+
+    ``"cross_entropy"`` (default): ``loss_fn`` (None: cross-entropy) with the
+    section's ``logit_adjustment``; ``"lovasz"``: the Lovász-softmax loss
+    (Berman et al., CVPR 2018), a surrogate of the mean IoU itself, of the
+    output as it predicts (no adjustment: it fits the classes' IoU, not
+    their frequencies); ``"cross_entropy+lovasz"``: their sum.
+    """
+    from crfseg.losses import lovasz_softmax
+
+    kind = section.get("loss", "cross_entropy")
+    if kind not in STAGE_LOSSES:
+        raise ValueError(f"crfasrnn.loss must be one of {list(STAGE_LOSSES)}, got {kind!r}")
+    adjusted = adjusted_loss(loss_fn, section.get("logit_adjustment"), ignore_index)
+    if kind == "cross_entropy":
+        return adjusted
+    if adjusted is None:
+        from crfseg.training.adapters import default_loss
+
+        adjusted = default_loss(ignore_index)
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        value = lovasz_softmax(logits, target, ignore_index=ignore_index)
+        return value + adjusted(logits, target) if kind == "cross_entropy+lovasz" else value
+
+    return loss
 
 
 def class_weighted_loss(config: dict[str, Any], root: str | None) -> Any:
@@ -442,17 +475,15 @@ def _train(config: dict[str, Any], args: argparse.Namespace) -> int:
         # the layer as built (n_iter, initial weights): evaluate.py rebuilds it from here
         config = {**config, "crfasrnn": layer}
         settings = {**settings, **{k: v for k, v in config["crfasrnn"].items()
-                                   if k in ("max_steps", "batch_size", "lr", "optimizer",
-                                            "weight_decay", "checkpoint_every")}}
+                                   if k in STAGE_KEYS}}
     if ctx.is_main:
         output.mkdir(parents=True, exist_ok=True)
         io.write_json(resolved, config)
     loss_fn = class_weighted_loss(config, args.data_root)
     if args.stage == "crfasrnn":
-        loss_fn = adjusted_loss(loss_fn, config["crfasrnn"].get("logit_adjustment"),
-                                data.ignore_index)
+        loss_fn = stage_loss(loss_fn, config["crfasrnn"], data.ignore_index)
     result = train(
-        model, data, loss_fn=loss_fn,
+        model, data, loss_fn=loss_fn, parameters=stage_parameters(model, settings),
         max_steps=settings["max_steps"], batch_size=settings["batch_size"],
         optimizer=settings.get("optimizer", "sgd"), lr=settings["lr"],
         momentum=settings.get("momentum", 0.9), weight_decay=settings.get("weight_decay", 1e-4),
@@ -473,6 +504,37 @@ def _train(config: dict[str, Any], args: argparse.Namespace) -> int:
     if args.evaluate:
         _score(config, args, model, ctx)
     return 0
+
+
+def stage_parameters(model: nn.Module, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Optimiser groups of a stage: with a CRF layer, its own rate and the CNN's.
+
+    In the ``crfasrnn`` section, ``crf_lr`` and ``cnn_lr`` (default ``lr``)
+    set the rates of the layer's and the network's parameters; ``cnn_lr: 0``
+    freezes the network.  ``freeze_bn: true`` keeps the network's batch-norm
+    layers in eval mode (their running statistics fixed and used), as is
+    usual when fine-tuning on small batches.
+    """
+    crf = getattr(model, "crf", None)
+    if crf is None:
+        return [{"params": list(model.parameters())}]
+    if settings.get("freeze_bn"):
+        for module in model.cnn.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+                module.train = _stay_in_eval.__get__(module)
+    cnn_lr = settings.get("cnn_lr", settings["lr"])
+    groups = [{"params": list(crf.parameters()), "lr": settings.get("crf_lr", settings["lr"])}]
+    if cnn_lr > 0:
+        groups.append({"params": list(model.cnn.parameters()), "lr": cnn_lr})
+    else:
+        model.cnn.requires_grad_(False)
+    return groups
+
+
+def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:
+    """``train`` of a frozen batch-norm layer: it stays in eval mode."""
+    return self
 
 
 def _export_for_predict(model: nn.Module, data: Any, output: Path) -> Path | None:

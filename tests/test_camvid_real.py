@@ -30,6 +30,8 @@ from common import (  # noqa: E402
     build_crfasrnn,
     build_model,
     crfasrnn_init,
+    stage_loss,
+    stage_parameters,
 )
 from split_val import half_indices  # noqa: E402
 
@@ -202,6 +204,50 @@ def test_crfasrnn_init_folds_the_class_bias_and_adjusts_the_loss(tmp_path):
                                                              "logit_adjustment": list(bias)}
     with pytest.raises(ValueError, match="per-class values for 4 classes, the dataset has 3"):
         crfasrnn_init(tmp_path / "bias.json", build_model({"name": "enet"}, 3), 3)
+
+
+def test_stage_loss_is_cross_entropy_lovasz_or_both(rng):
+    from crfseg.losses import cross_entropy, lovasz_softmax
+
+    logits = torch.from_numpy(rng.normal(size=(2, 3, 5, 6)).astype(np.float32))
+    target = torch.from_numpy(rng.integers(0, 3, (2, 5, 6)))
+    target[1, 0] = 255
+    section = {"logit_adjustment": [0.5, -1.0, 2.0]}
+    shifted = logits - torch.tensor([0.5, -1.0, 2.0])[None, :, None, None]
+    ce = cross_entropy(shifted, target)
+    lovasz = lovasz_softmax(logits, target)
+    torch.testing.assert_close(stage_loss(None, section, 255)(logits, target), ce)
+    torch.testing.assert_close(stage_loss(None, {**section, "loss": "lovasz"}, 255)(
+        logits, target), lovasz)
+    torch.testing.assert_close(stage_loss(None, {**section, "loss": "cross_entropy+lovasz"},
+                                          255)(logits, target), ce + lovasz)
+    torch.testing.assert_close(stage_loss(None, {"loss": "cross_entropy+lovasz"}, 255)(
+        logits, target), cross_entropy(logits, target) + lovasz)
+    assert stage_loss(None, {}, 255) is None
+    with pytest.raises(ValueError, match=r"crfasrnn.loss must be one of \['cross_entropy', "
+                                         r"'lovasz', 'cross_entropy\+lovasz'\], got 'dice'"):
+        stage_loss(None, {"loss": "dice"}, 255)
+
+
+def test_stage_parameters_set_the_rates_and_freeze_the_network():
+    cnn = build_model({"name": "enet"}, 4)
+    model = build_crfasrnn(cnn, 4, {"n_iter": 1})
+    groups = stage_parameters(model, {"lr": 1e-3, "crf_lr": 1e-2})
+    assert [g["lr"] for g in groups] == [1e-2, 1e-3]
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.crf.parameters()}
+    assert len(groups[1]["params"]) == len(list(cnn.parameters()))
+    bn = next(m for m in cnn.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    groups = stage_parameters(model, {"lr": 1e-3, "cnn_lr": 0, "freeze_bn": True})
+    assert len(groups) == 1 and groups[0]["lr"] == 1e-3
+    assert not any(p.requires_grad for p in cnn.parameters())
+    model.train()
+    assert model.crf.training and not bn.training
+    before = bn.running_mean.clone()
+    model(torch.rand(2, 3, 32, 48) * 255)
+    torch.testing.assert_close(bn.running_mean, before, rtol=0, atol=0)
+    plain = build_model({"name": "enet"}, 4)
+    assert len(stage_parameters(plain, {"lr": 1e-3})[0]["params"]) == len(
+        list(plain.parameters()))
 
 
 def test_adjusted_loss_is_the_loss_of_the_logits_minus_the_adjustment(rng):
