@@ -54,6 +54,12 @@ def test_cpu_recipe_end_to_end_on_a_fake_folder(tmp_path, capsys):
                        str(tmp_path / "val")) == 0
     tune_dir = tmp_path / "val" / "tune"
     assert sorted(p.name for p in (tune_dir / "images").iterdir()) == [
+        "0001TP_006690.png", "0001TP_006720.png"]
+    assert sorted(p.name for p in (tmp_path / "val" / "test" / "gt").iterdir()) == [
+        "0001TP_006750.png", "0001TP_006780.png"]
+    assert run_example("camvid", "split_val", "--data-root", str(root), "--out",
+                       str(tmp_path / "alternate"), "--mode", "interleaved") == 0
+    assert sorted(p.name for p in (tmp_path / "alternate" / "tune" / "images").iterdir()) == [
         "0001TP_006690.png", "0001TP_006750.png"]
     assert main(["predict", "--checkpoint", str(run / "model.pt"), "--image",
                  str(tune_dir / "images"), "--save-logits", str(tune_dir / "logits")]) == 0
@@ -94,11 +100,11 @@ def test_cpu_recipe_end_to_end_on_a_fake_folder(tmp_path, capsys):
     assert run_example("camvid", "evaluate", "--data-root", str(root), "--output", str(run),
                        "--crf-params", str(params), "--crf-params", str(per_class),
                        "--crf-params", str(bias_only), "--crf-params", str(bias),
-                       "--half", "odd", "--panel",
+                       "--half", "second", "--panel",
                        str(tmp_path / "panel.jpg"), "--json", str(scores), "--markdown",
                        "--no-progress") == 0
     printed = capsys.readouterr().out
-    assert "camvid val (odd): 2 images" in printed
+    assert "camvid val (second): 2 images" in printed
     for title in ("CNN + DenseCRF (defaults)", "CNN + DenseCRF (tuned)",
                   "CNN + DenseCRF (tuned, per class)", "CNN + class bias (tuned, no CRF)",
                   "CNN + DenseCRF (tuned, class bias)", "CNN + CRFasRNN (end to end)"):
@@ -121,8 +127,12 @@ def test_val_halves_are_fixed_disjoint_and_cover_the_split():
     assert [stems[i] for i in even] == ["a", "c", "e"] and [stems[i] for i in odd] == ["b", "d"]
     assert sorted(even + odd) == [0, 1, 2, 3, 4]
     assert [stems[i] for i in half_indices(stems, "all")] == ["a", "b", "c", "d", "e"]
-    with pytest.raises(ValueError, match="half must be 'even', 'odd' or 'all', got 'first'"):
-        half_indices(stems, "first")
+    first, second = half_indices(stems, "first"), half_indices(stems, "second")
+    assert [stems[i] for i in first] == ["a", "b", "c"] and [stems[i] for i in second] == ["d", "e"]
+    assert sorted(first + second) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="half must be one of 'all', 'first', 'second', 'even', "
+                                         "'odd', got 'left'"):
+        half_indices(stems, "left")
 
 
 def test_crfasrnn_init_scales_the_logits_and_sets_the_kernels(tmp_path):
@@ -317,6 +327,11 @@ def test_real_val_halves():
     even, odd = half_indices(stems, "even"), half_indices(stems, "odd")
     assert (len(data), len(even), len(odd)) == (101, 51, 50)
     assert not set(even) & set(odd)
+    first, second = half_indices(stems, "first"), half_indices(stems, "second")
+    assert (len(first), len(second)) == (51, 50)
+    # the contiguous halves are two stretches of the drive: the last tuning frame comes before
+    # every test frame
+    assert max(stems[i] for i in first) < min(stems[i] for i in second)
 
 
 @real

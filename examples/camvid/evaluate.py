@@ -1,7 +1,7 @@
 """Score on CamVid, side by side: CNN; + DenseCRF (defaults); + DenseCRF (tuned); + CRFasRNN.
 
     python examples/camvid/evaluate.py --data-root /path/to/camvid --output runs/camvid_cpu \\
-        --crf-params runs/camvid_cpu/crf_params.json --half odd \\
+        --crf-params runs/camvid_cpu/crf_params.json --half second \\
         --panel docs/images/camvid_panel.jpg
 
 ``--output`` is the run folder of ``train.py`` (``cnn/last.pt``, and
@@ -11,9 +11,10 @@ parameters ``crfseg tune`` fitted (``--crf-params``, repeatable: each file is
 the row of what it holds — "tuned", "tuned, per class" for a file of ``crfseg
 tune --per-class``, "tuned, class bias" for one of ``--class-bias``, and "class
 bias" alone for a bias with no CRF); and the network trained end to end with a
-CRFasRNN layer.  ``--half odd`` scores the val images that
-``split_val.py`` did not give to the tuning.  Every row prints its per-class
-IoU and its seconds per image (the CNN's forward pass included).
+CRFasRNN layer.  ``--half second`` scores the val images that ``split_val.py``
+did not give to the tuning (``--half odd`` those of its ``--mode interleaved``).
+Every row prints its per-class IoU and its seconds per image (the CNN's forward
+pass included).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from common import (  # noqa: E402
     load_config,
     make_dataset,
 )
-from split_val import half_indices  # noqa: E402
+from split_val import HALVES, half_indices  # noqa: E402
 
 from crfseg import io  # noqa: E402
 from crfseg.metrics import confusion_matrix, iou, mean_iou, pixel_accuracy  # noqa: E402
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default="runs/camvid", help="run folder of train.py")
     parser.add_argument("--config", help="configuration (default: the run's config.json)")
     parser.add_argument("--split", default="val", help="split to score (val)")
-    parser.add_argument("--half", default="all", choices=("all", "even", "odd"),
+    parser.add_argument("--half", default="all", choices=HALVES,
                         help="images of the split sorted by stem: all, or every other one")
     parser.add_argument("--limit", type=int, help="score only the first N images")
     parser.add_argument("--crf-params", action="append", default=[],

@@ -2,11 +2,16 @@
 
     python examples/camvid/split_val.py --data-root /path/to/camvid --out runs/camvid_val
 
-The val images, sorted by file stem, alternate: even positions go to
-``<out>/tune``, odd ones to ``<out>/test``.  Each half gets ``images/`` and
-``gt/`` folders of links to the dataset's files (nothing is copied), the
-layout ``crfseg predict`` and ``crfseg tune`` read; ``evaluate.py --half odd``
-scores the same ``test`` images.
+The val images, sorted by file stem, are cut in two: the first half goes to
+``<out>/tune``, the second to ``<out>/test`` (``evaluate.py --half second``
+scores the same ``test`` images).  CamVid's val split is one drive (0016E5),
+every other frame of a 30 fps video: with ``--mode interleaved`` (even
+positions to tune, odd ones to test: ``--half odd``) each test frame has a
+near-copy, 1/15 s away, among the tuning frames, and a tuned CRF is scored
+almost on the images it was fitted to; the contiguous halves are different
+stretches of road.  Each half gets ``images/`` and ``gt/`` folders of links to
+the dataset's files (nothing is copied), the layout ``crfseg predict`` and
+``crfseg tune`` read.
 """
 
 from __future__ import annotations
@@ -17,17 +22,24 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-HALVES = {"even": "tune", "odd": "test"}
+#: The (tuning, test) halves of each ``--mode``.
+MODES = {"contiguous": ("first", "second"), "interleaved": ("even", "odd")}
+HALVES = ("all", "first", "second", "even", "odd")
 
 
 def half_indices(stems: Sequence[str], half: str) -> list[int]:
-    """Positions of the ``half`` (``"even"``, ``"odd"`` or ``"all"``) of ``stems`` sorted."""
-    if half not in ("even", "odd", "all"):
-        raise ValueError(f"half must be 'even', 'odd' or 'all', got {half!r}")
+    """Positions in ``stems`` of its ``half``, in sorted order of the stems.
+
+    ``"first"``: the first ``ceil(n / 2)`` sorted stems, ``"second"`` the
+    rest; ``"even"`` / ``"odd"``: every other one; ``"all"``: every one.
+    """
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {', '.join(repr(h) for h in HALVES)}, got "
+                         f"{half!r}")
     order = sorted(range(len(stems)), key=lambda i: stems[i])
-    if half == "all":
-        return order
-    return order[0 if half == "even" else 1::2]
+    middle = (len(order) + 1) // 2
+    return {"all": order, "first": order[:middle], "second": order[middle:],
+            "even": order[0::2], "odd": order[1::2]}[half]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-root", required=True, help="folder holding CamVid/")
     parser.add_argument("--split", default="val", help="split to halve (val)")
     parser.add_argument("--out", required=True, help="folder for tune/ and test/")
+    parser.add_argument("--mode", default="contiguous", choices=tuple(MODES),
+                        help="contiguous: first and second half of the sorted stems (default); "
+                             "interleaved: every other one")
     args = parser.parse_args(argv)
     from crfseg.datasets import CamVid
 
@@ -44,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stems = [Path(image).stem for image, _ in data.samples]
-    for half, name in HALVES.items():
+    for half, name in zip(MODES[args.mode], ("tune", "test")):
         for kind in ("images", "gt"):
             (Path(args.out) / name / kind).mkdir(parents=True, exist_ok=True)
         for i in half_indices(stems, half):
