@@ -50,6 +50,9 @@ def test_cpu_recipe_end_to_end_on_a_fake_folder(tmp_path, capsys):
                        "--output", str(run), "--max-steps", "1", "--batch-size", "2",
                        "--crop-size", "24", "32", *SMALL) == 0
     assert json.loads((run / "config.json").read_text())["model"]["name"] == "enet"
+    assert run_example("camvid", "evaluate", "--data-root", str(root), "--output", str(run),
+                       "--save-logits", str(tmp_path / "e2e"), "--no-crf", "--no-progress") == 2
+    assert "--save-logits writes the end-to-end model's logits" in capsys.readouterr().err
     assert run_example("camvid", "split_val", "--data-root", str(root), "--out",
                        str(tmp_path / "val")) == 0
     tune_dir = tmp_path / "val" / "tune"
@@ -100,11 +103,14 @@ def test_cpu_recipe_end_to_end_on_a_fake_folder(tmp_path, capsys):
     assert run_example("camvid", "evaluate", "--data-root", str(root), "--output", str(run),
                        "--crf-params", str(params), "--crf-params", str(per_class),
                        "--crf-params", str(bias_only), "--crf-params", str(bias),
-                       "--half", "second", "--panel",
+                       "--half", "second", "--save-logits", str(tmp_path / "e2e"), "--panel",
                        str(tmp_path / "panel.jpg"), "--json", str(scores), "--markdown",
                        "--no-progress") == 0
     printed = capsys.readouterr().out
     assert "camvid val (second): 2 images" in printed
+    saved = sorted((tmp_path / "e2e").iterdir())
+    assert [p.name for p in saved] == ["0001TP_006750.npy", "0001TP_006780.npy"]
+    assert np.load(saved[0]).shape[0] == 11 and np.load(saved[0]).dtype == np.float32
     for title in ("CNN + DenseCRF (defaults)", "CNN + DenseCRF (tuned)",
                   "CNN + DenseCRF (tuned, per class)", "CNN + class bias (tuned, no CRF)",
                   "CNN + DenseCRF (tuned, class bias)", "CNN + CRFasRNN (end to end)"):

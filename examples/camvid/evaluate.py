@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                                         "CRF | CRFasRNN | ground truth) here (.jpg)")
     parser.add_argument("--panel-images", type=int, default=3, help="rows of the panel (3)")
     parser.add_argument("--json", help="write the scores to this JSON file")
+    parser.add_argument("--save-logits", metavar="DIR",
+                        help="write the end-to-end model's refined logits here, one (C, H, W) "
+                             "float32 .npy per image named by its stem (what 'crfseg tune' and "
+                             "class_bias.py read)")
     parser.add_argument("--markdown", action="store_true", help="also print a markdown table")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--num-workers", type=int, default=0,
@@ -143,6 +147,9 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
     data = make_dataset(config, args.data_root, args.split, training=False)
     params = _tuned_params(args.crf_params, data.num_classes)
     networks = _networks(config, output, data.num_classes)
+    if args.save_logits and "end_to_end" not in networks:
+        raise FileNotFoundError(f"--save-logits writes the end-to-end model's logits, but "
+                                f"{output / 'crfasrnn' / 'last.pt'} does not exist")
     stems = [Path(image).stem for image, _ in data.samples]
     indices = half_indices(stems, args.half)[:args.limit]
     crfs: dict[str, Any] = {}
@@ -185,6 +192,10 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
                 refined = logits_of(networks["end_to_end"](inputs, images))
                 labels["end_to_end"] = refined.argmax(1)[0].numpy()
                 seconds["end_to_end"] += time.perf_counter() - tick
+                if args.save_logits:
+                    Path(args.save_logits).mkdir(parents=True, exist_ok=True)
+                    np.save(Path(args.save_logits) / f"{stems[index]}.npy",
+                            refined[0].float().numpy())
         gt = target.numpy()
         for key in keys:
             matrices[key] += confusion_matrix(labels[key], gt, c, ignore_index=data.ignore_index)
