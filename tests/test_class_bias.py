@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from test_tune import _folders, _scenes, _tune_args
 
 from crfseg import io
 from crfseg.cli import main
@@ -16,20 +17,9 @@ from crfseg.metrics import confusion_matrix, mean_iou
 
 def _under_rated(count=3, shape=(18, 24), shift=1.6, seed=0):
     """Colour-edge scenes whose logits under-rate class 2 by ``shift``."""
-    rng = np.random.default_rng(seed)
-    h, w = shape
-    images, labels, logits = [], [], []
-    for index in range(count):
-        label = np.zeros(shape, dtype=np.int64)
-        label[:, w // 3 + index:] = 1
-        label[h // 2:, 2 * w // 3:] = 2
-        colours = np.array([[30, 30, 30], [200, 60, 60], [60, 60, 200]])
-        image = np.clip(colours[label] + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
-        score = 2.0 * np.eye(3)[label].transpose(2, 0, 1) + rng.normal(0, 0.8, (3, h, w))
+    logits, images, labels = _scenes(count=count, shape=shape, noise=0.8, seed=seed)
+    for score in logits:
         score[2] -= shift
-        logits.append(score.astype(np.float32))
-        images.append(image)
-        labels.append(label)
     return logits, images, labels
 
 
@@ -284,25 +274,9 @@ def test_tune_class_bias_errors():
 
 # ---------------------------------------------------------------- command line
 
-def _folders(tmp_path, data):
-    logits, images, labels = data
-    for folder in ("scores", "images", "gt"):
-        (tmp_path / folder).mkdir()
-    for index, (score, image, label) in enumerate(zip(logits, images, labels)):
-        np.save(tmp_path / "scores" / f"f{index}.npy", score)
-        io.write_image(tmp_path / "images" / f"f{index}.png", image)
-        io.write_labels(tmp_path / "gt" / f"f{index}.png", label)
-
-
-def _tune_args(tmp_path, *extra):
-    return ["tune", "--unary", str(tmp_path / "scores"), "--image", str(tmp_path / "images"),
-            "--gt", str(tmp_path / "gt"), "--num-classes", "3", "--no-progress",
-            "-o", str(tmp_path / "params.json"), *extra]
-
-
 def test_cli_tune_class_bias_then_refine_applies_it(tmp_path, capsys):
     logits, images, labels = _under_rated()
-    _folders(tmp_path, (logits, images, labels))
+    _folders(tmp_path, data=(logits, images, labels))
     code = main(_tune_args(tmp_path, "--trials", "2", "--class-bias", "--class-biases",
                            "0,1,2", "--report", str(tmp_path / "r.json")))
     out = capsys.readouterr().out
@@ -328,7 +302,7 @@ def test_cli_tune_class_bias_then_refine_applies_it(tmp_path, capsys):
 
 def test_cli_refine_with_a_bias_and_no_crf_takes_the_biased_argmax(tmp_path, capsys):
     logits, images, labels = _under_rated(count=1)
-    _folders(tmp_path, (logits, images, labels))
+    _folders(tmp_path, data=(logits, images, labels))
     DenseCRFParams(crf="none", class_bias=(0.0, 0.0, 2.0)).write(tmp_path / "bias.json")
     code = main(["refine", "--unary", str(tmp_path / "scores" / "f0.npy"), "--image",
                  str(tmp_path / "images" / "f0.png"), "-o", str(tmp_path / "o.png"),
