@@ -298,13 +298,12 @@ def stage_loss(loss_fn: Any, section: dict[str, Any], ignore_index: int) -> Any:
     kind = section.get("loss", "cross_entropy")
     if kind not in STAGE_LOSSES:
         raise ValueError(f"crfasrnn.loss must be one of {list(STAGE_LOSSES)}, got {kind!r}")
-    adjusted = adjusted_loss(loss_fn, section.get("logit_adjustment"), ignore_index)
     if kind == "cross_entropy":
-        return adjusted
-    if adjusted is None:
-        from crfseg.training.adapters import default_loss
+        return adjusted_loss(loss_fn, section.get("logit_adjustment"), ignore_index)
+    from crfseg.training.adapters import default_loss
 
-        adjusted = default_loss(ignore_index)
+    adjusted = adjusted_loss(loss_fn or default_loss(ignore_index),
+                             section.get("logit_adjustment"), ignore_index)
 
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         value = lovasz_softmax(logits, target, ignore_index=ignore_index)

@@ -424,8 +424,9 @@ def _score(params: DenseCRFParams | None, batches: list[Any], num_classes: int,
     crf = params.dense_crf(backend, device) if params is not None else None
     for unary, image, target in batches:
         if crf is None:
-            bias = (params.class_bias if params is not None else None) or (0.0,) * num_classes
-            pred = (unary - torch.tensor(bias, dtype=unary.dtype)[:, None, None]).argmin(dim=1)
+            if params is not None and params.class_bias is not None:
+                unary = unary - torch.tensor(params.class_bias, dtype=unary.dtype)[:, None, None]
+            pred = unary.argmin(dim=1)
         else:
             pred = params.refine(unary, image, "unary", crf=crf).argmax(dim=1).cpu()
         matrix += confusion_matrix(pred.numpy(), target.numpy(), num_classes,
