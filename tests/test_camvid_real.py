@@ -113,7 +113,7 @@ def test_cpu_recipe_end_to_end_on_a_fake_folder(tmp_path, capsys):
     assert np.load(saved[0]).shape[0] == 11 and np.load(saved[0]).dtype == np.float32
     for title in ("CNN + DenseCRF (defaults)", "CNN + DenseCRF (tuned)",
                   "CNN + DenseCRF (tuned, per class)", "CNN + class bias (tuned, no CRF)",
-                  "CNN + DenseCRF (tuned, class bias)", "CNN + CRFasRNN (end to end)"):
+                  "CNN + DenseCRF (tuned, class bias)", "CNN + CRFasRNN (stage crfasrnn)"):
         assert title in printed
     report = json.loads(scores.read_text())
     assert list(report["variants"]) == ["cnn", "cnn+densecrf", "cnn+densecrf_tuned",

@@ -52,7 +52,7 @@ ROWS = {"cnn": "CNN", "cnn+densecrf": "CNN + DenseCRF (defaults)",
         "cnn+class_bias": "CNN + class bias (tuned, no CRF)",
         "cnn+densecrf_tuned_bias": "CNN + DenseCRF (tuned, class bias)",
         "cnn+densecrf_tuned_bias_per_class": "CNN + DenseCRF (tuned, class bias, per class)",
-        "end_to_end": "CNN + CRFasRNN (end to end)"}
+        "end_to_end": "CNN + CRFasRNN (stage crfasrnn)"}
 PANEL_TITLES = {"cnn": "CNN", "cnn+densecrf_tuned": "tuned CRF",
                 "cnn+densecrf_tuned_per_class": "per-class CRF",
                 "cnn+densecrf_tuned_bias": "bias + tuned CRF", "end_to_end": "CRFasRNN"}
