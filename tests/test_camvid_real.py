@@ -8,6 +8,7 @@ skip when it is absent (users' clones do not have it).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from fake_datasets import WRITERS, run_example
 from crfseg import io
 from crfseg.cli import main
 from crfseg.crf import DenseCRFParams, tune_dense_crf
+from crfseg.training import load_training_state
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -39,6 +41,7 @@ REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvi
 real = pytest.mark.skipif(not (REAL_ROOT / "CamVid" / "val").is_dir(),
                           reason=f"CamVid not found at {REAL_ROOT}")
 CPU_CONFIG = str(EXAMPLES / "camvid" / "config_cpu.json")
+JOINT_CONFIG = str(EXAMPLES / "camvid" / "config_cpu_joint.json")
 SMALL = ("--num-workers", "0", "--no-progress", "--threads", "1")
 
 
@@ -94,6 +97,22 @@ def test_cpu_recipe_end_to_end_on_a_fake_folder(tmp_path, capsys):
     assert (layer["n_iter"], layer["theta_alpha"]) == (2, 30.0)
     assert layer["bilateral_weights"] == [10.0] * 10 + [5.0]
     assert layer["class_bias"] == layer["logit_adjustment"] == [0.5] * 10 + [-1.0]
+    # config_cpu.json's stage trains the layer alone, config_cpu_joint.json's the network too
+    joint = tmp_path / "joint"
+    joint.mkdir()
+    for part in ("cnn", "config.json"):
+        (shutil.copytree if part == "cnn" else shutil.copy)(run / part, joint / part)
+    assert run_example("camvid", "train", "--config", JOINT_CONFIG, "--stage", "crfasrnn",
+                       "--crf-params", str(start), "--data-root", str(root), "--output",
+                       str(joint), "--max-steps", "1", "--batch-size", "1", *SMALL) == 0
+    start_layer = build_crfasrnn(build_model({"name": "enet"}, 11), 11, layer).crf.state_dict()
+    cnn_state = load_training_state(run / "cnn" / "last.pt")["model"]
+    for folder, trains_cnn in ((run, False), (joint, True)):
+        state = load_training_state(folder / "crfasrnn" / "last.pt")["model"]
+        moved = [k for k, v in cnn_state.items() if k.endswith("weight")
+                 and not torch.equal(v, state[f"cnn.{k}"])]
+        assert bool(moved) is trains_cnn
+        assert not torch.equal(state["crf.compatibility"], start_layer["compatibility"])
     bias = tmp_path / "bias.json"
     DenseCRFParams(n_iter=1, class_bias=[0.0] * 10 + [1.0]).write(bias)
     bias_only = tmp_path / "bias_only.json"
