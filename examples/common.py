@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -40,6 +39,7 @@ from crfseg.training import (
     DistributedContext,
     NonFiniteLossError,
     evaluate,
+    finish_distributed,
     init_distributed,
     load_training_state,
     seed_everything,
@@ -414,6 +414,11 @@ def build_evaluate_parser(config: dict[str, Any]) -> argparse.ArgumentParser:
 
 def _run(function: Any, config_path: str | Path, argv: Sequence[str] | None,
          build_parser: Any) -> int:
+    return finish_distributed(_call(function, config_path, argv, build_parser))
+
+
+def _call(function: Any, config_path: str | Path, argv: Sequence[str] | None,
+          build_parser: Any) -> int:
     try:
         config = load_config(config_path)
         args = build_parser(config).parse_args(argv)
@@ -421,10 +426,7 @@ def _run(function: Any, config_path: str | Path, argv: Sequence[str] | None,
             config = load_config(args.config)
         if args.threads:
             torch.set_num_threads(args.threads)
-        code = function(config, args)
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
-        return code
+        return function(config, args)
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -435,9 +437,6 @@ def _run(function: Any, config_path: str | Path, argv: Sequence[str] | None,
     except Exception:  # unexpected: show where
         traceback.print_exc()
         return 1
-    finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def train_main(config_path: str | Path, argv: Sequence[str] | None = None) -> int:

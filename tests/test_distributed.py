@@ -44,3 +44,31 @@ def test_torchrun_two_processes_match_one(tmp_path):
     # The comparison is not between degenerate outputs: most classes are predicted.
     matrix = np.array(one["variants"]["cnn"]["confusion_matrix"])
     assert matrix.sum() == 100 * 64 * 64 and (matrix.sum(axis=0) > 0).sum() >= 4
+
+
+FINISH = """
+import os, sys
+import torch.distributed as dist
+from crfseg.training import finish_distributed
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1], RANK="0", WORLD_SIZE="1")
+dist.init_process_group("gloo")
+dist.all_reduce(__import__("torch").ones(3))
+sys.stdout.write("written before the end")
+finish_distributed(int(sys.argv[2]))
+sys.stdout.write("never reached")
+"""
+
+
+@pytest.mark.parametrize("code", [0, 7])
+def test_finish_distributed_ends_the_process_with_its_code_after_flushing(tmp_path, code):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # block-buffered stdout, as in a plain run whose output goes to a pipe or a file
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run([sys.executable, "-c", FINISH, str(port), str(code)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == code, done.stderr[-2000:]
+    assert done.stdout == "written before the end"

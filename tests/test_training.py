@@ -15,6 +15,7 @@ from crfseg.training import (
     EvaluationReport,
     NonFiniteLossError,
     evaluate,
+    finish_distributed,
     init_distributed,
     load_training_state,
     seed_everything,
@@ -384,6 +385,15 @@ def test_load_training_state_errors(tmp_path):
         init_distributed(backend="mpi")
     with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
         seed_everything(-1)
+
+
+def test_finish_distributed_without_a_process_group_returns_the_code():
+    assert finish_distributed(3) == 3
+    assert finish_distributed() == 0
+    with pytest.raises(ValueError, match="code must be <= 255, got 256"):
+        finish_distributed(256)
+    with pytest.raises(TypeError, match="code must be an integer, got float"):
+        finish_distributed(1.5)
 
 
 class _Squeeze(nn.Module):

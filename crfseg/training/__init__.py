@@ -10,7 +10,8 @@ Both run unchanged under ``torchrun``: :func:`init_distributed` joins the
 process group torchrun describes in the environment, training wraps the model
 in ``DistributedDataParallel`` with a ``DistributedSampler``, and evaluation
 splits the images between processes and sums the confusion matrices with
-``SegmentationMetrics.sync``.
+``SegmentationMetrics.sync``.  A script run by torchrun ends with
+:func:`finish_distributed`.
 
 Samples come from crfseg datasets as ``(image, target)`` with the image in
 0–255 units; the CNN's input normalisation runs here, on the device, so the
@@ -24,7 +25,12 @@ Modules: :mod:`~crfseg.training.distributed` (seeding, process group),
 """
 
 from crfseg.training.checkpoint import load_training_state
-from crfseg.training.distributed import DistributedContext, init_distributed, seed_everything
+from crfseg.training.distributed import (
+    DistributedContext,
+    finish_distributed,
+    init_distributed,
+    seed_everything,
+)
 from crfseg.training.evaluation import VARIANTS, EvaluationReport, evaluate
 from crfseg.training.loop import (
     OPTIMIZERS,
@@ -43,6 +49,7 @@ __all__ = [
     "NonFiniteLossError",
     "DistributedContext",
     "init_distributed",
+    "finish_distributed",
     "seed_everything",
     "load_training_state",
     "OPTIMIZERS",
