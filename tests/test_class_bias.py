@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from test_tune import _folders, _scenes, _tune_args
+from test_tune import _check_refine_applies, _folders, _scenes, _tune_args
 
 from crfseg import io
 from crfseg.cli import main
@@ -287,13 +287,7 @@ def test_cli_tune_class_bias_then_refine_applies_it(tmp_path, capsys):
                               class_biases=(0.0, 1.0, 2.0), progress=False)
     assert params == expected.params and params.class_bias is not None
     assert json.loads((tmp_path / "r.json").read_text())["miou_bias"] == expected.miou_bias
-    code = main(["refine", "--unary", str(tmp_path / "scores"), "--image",
-                 str(tmp_path / "images"), "--output-dir", str(tmp_path / "out"), "--params",
-                 str(tmp_path / "params.json"), "--backend", "torch", "--device", "cpu"])
-    assert code == 0, capsys.readouterr().err
-    for index, (score, image) in enumerate(zip(logits, images)):
-        np.testing.assert_array_equal(io.read_labels(tmp_path / "out" / f"f{index}.png"),
-                                      params.refine(score, image, device="cpu").argmax(0))
+    _check_refine_applies(tmp_path, params, logits, images, capsys)
     assert main(_tune_args(tmp_path, "--class-bias", "--class-biases", "1,nan")) == 2
     assert "class_biases[1] must be finite" in capsys.readouterr().err
     assert main(_tune_args(tmp_path, "--class-bias", "--class-biases", "1,y")) == 2

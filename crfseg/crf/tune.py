@@ -136,11 +136,23 @@ class DenseCRFParams:
     @property
     def num_classes(self) -> int | None:
         """``C`` of the per-class factors and bias (None when there are none)."""
-        for values in (self.gaussian_class_factors, self.bilateral_class_factors,
-                       self.class_bias):
-            if values is not None:
-                return len(values)
+        from crfseg.io import CRF_PARAMS_CLASS_KEYS
+
+        for name in CRF_PARAMS_CLASS_KEYS:
+            if getattr(self, name) is not None:
+                return len(getattr(self, name))
         return None
+
+    def _unbias(self, unary: Any, axis: int) -> Any:
+        """``unary - class_bias`` along the class ``axis`` (``unary`` itself without a bias)."""
+        if self.class_bias is None:
+            return unary
+        shape = (-1,) + (1,) * (unary.ndim - axis - 1)
+        if is_tensor(unary):
+            bias = torch.tensor(self.class_bias, dtype=unary.dtype, device=unary.device)
+        else:
+            bias = np.asarray(self.class_bias, dtype=unary.dtype)
+        return unary - bias.reshape(shape)
 
     def compat(self, kernel: str) -> float | np.ndarray:
         """A kernel's Potts weight: a number, or ``(C,)`` with its per-class factors applied.
@@ -240,13 +252,7 @@ class DenseCRFParams:
                                                         or self.class_bias is not None):
             raise ValueError(f"the parameters hold per-class values for {self.num_classes} "
                              f"classes but the scores have C={classes}")
-        unary = scores_to_unary(scores, input_type, axis=axis)
-        if self.class_bias is not None:
-            shape = (-1,) + (1,) * (len(shape_of(scores)) - axis - 1)
-            unary = unary - (torch.tensor(self.class_bias, dtype=unary.dtype,
-                                          device=unary.device).reshape(shape)
-                             if is_tensor(unary)
-                             else np.asarray(self.class_bias, dtype=unary.dtype).reshape(shape))
+        unary = self._unbias(scores_to_unary(scores, input_type, axis=axis), axis)
         unary = unary * self.unary_scale
         if self.crf == "none":
             if is_tensor(unary):
@@ -424,9 +430,7 @@ def _score(params: DenseCRFParams | None, batches: list[Any], num_classes: int,
     crf = params.dense_crf(backend, device) if params is not None else None
     for unary, image, target in batches:
         if crf is None:
-            if params is not None and params.class_bias is not None:
-                unary = unary - torch.tensor(params.class_bias, dtype=unary.dtype)[:, None, None]
-            pred = unary.argmin(dim=1)
+            pred = (unary if params is None else params._unbias(unary, 1)).argmin(dim=1)
         else:
             pred = params.refine(unary, image, "unary", crf=crf).argmax(dim=1).cpu()
         matrix += confusion_matrix(pred.numpy(), target.numpy(), num_classes,
